@@ -1,0 +1,353 @@
+"""The plan: the one data structure that flows through pam-tf's stages.
+
+A plan says, for every hidden neuron layer of the shared chain, which **groups** of neurons exist,
+which set of tasks owns each group, and where each neuron came from; plus one head per task. It
+fully determines the multitask architecture (method.md §2):
+
+- executing a task combination C computes every group whose owners meet C, and the heads of C;
+- a group owned by T reads the previous layer's groups owned by supersets of T (so its inputs are
+  always computed when it is); head t reads the last hidden groups whose owners contain t.
+
+Every merge method is a producer of plans (PAM, no merging = B1, fully shared, later MTZ), the
+pruner turns a plan into a smaller plan, and one builder (:mod:`pam_tf.build`) turns any plan plus
+weights into a Keras model. Costs of every combination follow from the plan alone.
+
+Groups are kept in one canonical order per layer: larger owner sets first, then by task order.
+That order is also the input order of every group that reads them (method.md §6).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+from pam_tf.chain import Chain, TraceError
+from pam_tf.cost import Cost, total
+from pam_tf import io
+
+PLAN_VERSION = 1
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+METHODS = ("pam", "none", "shared", "mtz")
+
+
+class PlanError(ValueError):
+    """A plan (or plan file) is inconsistent; the message says where and what was expected."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Neurons of one layer owned by one set of tasks.
+
+    `sources` holds, per neuron, (model index, neuron index) in the original single-task
+    networks: provenance, and how inherited weights are sliced. Its length is the group's width.
+    """
+
+    owners: tuple[str, ...]
+    sources: tuple[tuple[int, int], ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.sources)
+
+    @property
+    def key(self) -> str:
+        """Name of the group in layer names and weight keys, e.g. 'a.b'."""
+        return ".".join(self.owners)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output layer of one task."""
+
+    task: str
+    units: int
+    activation: str
+    source: int  # index of the single-task model whose head initialises it
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A multitask architecture over the shared chain (see module docstring)."""
+
+    method: str
+    tasks: tuple[str, ...]
+    chain: Chain
+    layers: tuple[tuple[Group, ...], ...]
+    heads: tuple[Head, ...]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ----- structure ---------------------------------------------------------------------------
+    def task_index(self, task: str) -> int:
+        return self.tasks.index(task)
+
+    def normalise_combination(self, combination: Iterable[str]) -> tuple[str, ...]:
+        """Tasks of a combination in plan order; error on unknown or empty."""
+        combo = set(combination)
+        unknown = combo - set(self.tasks)
+        if unknown:
+            raise PlanError(f"unknown task(s) {sorted(unknown)}; the plan's tasks are "
+                            f"{list(self.tasks)}")
+        if not combo:
+            raise PlanError("a task combination must name at least one task")
+        return tuple(t for t in self.tasks if t in combo)
+
+    def combinations(self) -> list[tuple[str, ...]]:
+        """All 2^n − 1 non-empty task combinations, by size then task order."""
+        return [c for k in range(1, len(self.tasks) + 1)
+                for c in itertools.combinations(self.tasks, k)]
+
+    def readable(self, layer: int, group: Group) -> list[int]:
+        """Indices of the groups of layer-1 that `group` (of `layer`) reads."""
+        if layer == 0:
+            return []
+        own = set(group.owners)
+        return [i for i, g in enumerate(self.layers[layer - 1]) if own <= set(g.owners)]
+
+    def head_inputs(self, task: str) -> list[int]:
+        """Indices of the last hidden layer's groups that head `task` reads."""
+        return [i for i, g in enumerate(self.layers[-1]) if task in g.owners]
+
+    def needed(self, combination: Iterable[str]) -> list[list[int]]:
+        """Per layer, the indices of the groups executing `combination` computes."""
+        combo = set(self.normalise_combination(combination))
+        return [[i for i, g in enumerate(groups) if combo & set(g.owners)]
+                for groups in self.layers]
+
+    def in_channels(self, layer: int, group: Group) -> int:
+        """Input channels of a group (features per position for a dense layer)."""
+        if layer == 0:
+            return self.chain.hidden[0].in_channels
+        return sum(self.layers[layer - 1][i].width for i in self.readable(layer, group))
+
+    def widths(self) -> list[int]:
+        """Total width of each hidden layer."""
+        return [sum(g.width for g in groups) for groups in self.layers]
+
+    # ----- cost --------------------------------------------------------------------------------
+    def group_cost(self, layer: int, index: int) -> Cost:
+        group = self.layers[layer][index]
+        return self.chain.hidden[layer].cost(self.in_channels(layer, group), group.width)
+
+    def head_cost(self, task: str) -> Cost:
+        head = self.heads[self.task_index(task)]
+        cin = sum(self.layers[-1][i].width for i in self.head_inputs(task))
+        return self.chain.head.cost(cin, head.units)
+
+    def cost(self, combination: Iterable[str]) -> Cost:
+        """cost(C) = Σ_l Σ_{T∩C≠∅} cost(G_l[T]) + Σ_{t∈C} cost(head_t)   (method.md §2)."""
+        combo = self.normalise_combination(combination)
+        needed = self.needed(combo)
+        return total([self.group_cost(l, i) for l, idx in enumerate(needed) for i in idx] +
+                     [self.head_cost(t) for t in combo])
+
+    # ----- serialisation -----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "version": PLAN_VERSION,
+            "method": self.method,
+            "tasks": list(self.tasks),
+            "chain": self.chain.to_json(),
+            "layers": [{"name": self.chain.hidden[l].name,
+                        "groups": [{"owners": list(g.owners),
+                                    "sources": [list(s) for s in g.sources]} for g in groups]}
+                       for l, groups in enumerate(self.layers)],
+            "heads": [{"task": h.task, "units": h.units, "activation": h.activation,
+                       "source": h.source} for h in self.heads],
+            "meta": self.meta,
+        }
+
+    @staticmethod
+    def from_json(d: dict, where: str = "plan") -> "Plan":
+        """Parse and validate; errors say which field of which layer is wrong."""
+        if not isinstance(d, dict):
+            raise PlanError(f"{where}: expected a JSON object")
+        version = d.get("version")
+        if version != PLAN_VERSION:
+            raise PlanError(f"{where}: plan version {version!r} is not supported (expected "
+                            f"{PLAN_VERSION})")
+        for key in ("method", "tasks", "chain", "layers", "heads"):
+            if key not in d:
+                raise PlanError(f"{where}: missing field '{key}'")
+        try:
+            chain = Chain.from_json(d["chain"])
+            layers = []
+            for l, layer in enumerate(d["layers"]):
+                layers.append(tuple(
+                    Group(owners=tuple(g["owners"]),
+                          sources=tuple((int(m), int(i)) for m, i in g["sources"]))
+                    for g in layer["groups"]))
+            heads = tuple(Head(task=h["task"], units=int(h["units"]),
+                               activation=h["activation"], source=int(h["source"]))
+                          for h in d["heads"])
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, PlanError):
+                raise
+            raise PlanError(f"{where}: malformed plan ({type(e).__name__}: {e})") from e
+        if [x.get("name") for x in d["layers"]] != [x.name for x in chain.hidden]:
+            raise PlanError(f"{where}: layer names {[x.get('name') for x in d['layers']]} do not "
+                            f"match the chain's hidden layers {[x.name for x in chain.hidden]}")
+        try:
+            return Plan(method=d["method"], tasks=tuple(d["tasks"]), chain=chain,
+                        layers=tuple(layers), heads=heads, meta=dict(d.get("meta", {})))
+        except PlanError as e:
+            raise PlanError(f"{where}: {e}") from None
+
+    def save(self, path: str) -> None:
+        io.write_json(path, self.to_json())
+
+    @staticmethod
+    def load(path: str) -> "Plan":
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise PlanError(f"{path}: plan file not found") from None
+        except json.JSONDecodeError as e:
+            raise PlanError(f"{path}: not valid JSON ({e})") from None
+        return Plan.from_json(d, where=path)
+
+    def with_layers(self, layers: Sequence[Sequence[Group]], **meta) -> "Plan":
+        """A copy with new groups (e.g. after pruning), groups put in canonical order."""
+        ordered = tuple(canonical_order(self.tasks, [g for g in groups if g.width])
+                        for groups in layers)
+        return replace(self, layers=ordered, meta={**self.meta, **meta})
+
+
+def canonical_order(tasks: Sequence[str], groups: Iterable[Group]) -> tuple[Group, ...]:
+    """Larger owner sets first, then task order: the one input order used everywhere."""
+    pos = {t: i for i, t in enumerate(tasks)}
+    return tuple(sorted(groups, key=lambda g: (-len(g.owners), [pos[t] for t in g.owners])))
+
+
+def validate(plan: Plan) -> None:
+    """Raise PlanError unless the plan is self-consistent and buildable."""
+    if plan.method not in METHODS:
+        raise PlanError(f"method '{plan.method}' is not one of {', '.join(METHODS)}")
+    tasks = plan.tasks
+    if not tasks:
+        raise PlanError("a plan needs at least one task")
+    for t in tasks:
+        if not isinstance(t, str) or not TASK_NAME.match(t):
+            raise PlanError(f"task name {t!r} must match {TASK_NAME.pattern} (it names files, "
+                            "layers and outputs)")
+    if len(set(tasks)) != len(tasks):
+        raise PlanError(f"task names must be unique: {list(tasks)}")
+    hidden = plan.chain.hidden
+    if len(plan.layers) != len(hidden):
+        raise PlanError(f"the plan has {len(plan.layers)} layers, the chain {len(hidden)} "
+                        "hidden neuron layers")
+    n_models = len(plan.heads)
+    pos = {t: i for i, t in enumerate(tasks)}
+    for l, groups in enumerate(plan.layers):
+        name = hidden[l].name
+        if not groups:
+            raise PlanError(f"layer '{name}': no groups (every neuron was removed)")
+        seen_owners, seen_sources = set(), set()
+        for g in groups:
+            if not g.owners:
+                raise PlanError(f"layer '{name}': a group has no owners")
+            bad = [t for t in g.owners if t not in pos]
+            if bad:
+                raise PlanError(f"layer '{name}' group '{g.key}': unknown owner task(s) {bad}")
+            if list(g.owners) != sorted(set(g.owners), key=pos.get):
+                raise PlanError(f"layer '{name}' group '{g.key}': owners must be unique and in "
+                                f"task order {list(tasks)}")
+            if g.owners in seen_owners:
+                raise PlanError(f"layer '{name}': two groups owned by '{g.key}'")
+            seen_owners.add(g.owners)
+            if g.width < 1:
+                raise PlanError(f"layer '{name}' group '{g.key}': empty group")
+            for m, i in g.sources:
+                if not (0 <= m < n_models) or not (0 <= i < hidden[l].width):
+                    raise PlanError(f"layer '{name}' group '{g.key}': source neuron ({m}, {i}) "
+                                    f"is outside {n_models} models × {hidden[l].width} neurons")
+                if (m, i) in seen_sources:
+                    raise PlanError(f"layer '{name}': source neuron ({m}, {i}) appears twice")
+                seen_sources.add((m, i))
+            if l > 0 and plan.in_channels(l, g) == 0:
+                raise PlanError(f"layer '{name}' group '{g.key}': reads nothing (no group of "
+                                f"layer '{hidden[l - 1].name}' is owned by a superset of "
+                                f"{{{', '.join(g.owners)}}})")
+        if tuple(groups) != canonical_order(tasks, groups):
+            raise PlanError(f"layer '{name}': groups are not in canonical order "
+                            f"(larger owner sets first, then task order)")
+    if [h.task for h in plan.heads] != list(tasks):
+        raise PlanError(f"heads {[h.task for h in plan.heads]} must be one per task, in task "
+                        f"order {list(tasks)}")
+    for h in plan.heads:
+        if h.units < 1:
+            raise PlanError(f"head '{h.task}': units must be >= 1")
+        if not plan.head_inputs(h.task):
+            raise PlanError(f"head '{h.task}': no group of the last hidden layer "
+                            f"'{hidden[-1].name}' is owned by '{h.task}'")
+
+
+# ----- trivial producers ---------------------------------------------------------------------
+def _heads(tasks: Sequence[str], head_units: Sequence[int],
+           head_activations: Sequence[str]) -> tuple[Head, ...]:
+    return tuple(Head(t, int(u), a, i) for i, (t, u, a) in
+                 enumerate(zip(tasks, head_units, head_activations)))
+
+
+def no_merge_plan(chain: Chain, tasks: Sequence[str], head_units: Sequence[int],
+                  head_activations: Sequence[str]) -> Plan:
+    """B1: each task owns exactly its own network's neurons; nothing is shared."""
+    layers = []
+    for layer in chain.hidden:
+        layers.append(canonical_order(tasks, [
+            Group((t,), tuple((m, i) for i in range(layer.width))) for m, t in enumerate(tasks)]))
+    return Plan("none", tuple(tasks), chain, tuple(layers),
+                _heads(tasks, head_units, head_activations))
+
+
+def shared_plan(chain: Chain, tasks: Sequence[str], head_units: Sequence[int],
+                head_activations: Sequence[str]) -> Plan:
+    """Fully shared: all n networks' neurons in one all-task group per layer (block-diagonal)."""
+    layers = tuple((Group(tuple(tasks), tuple((m, i) for m in range(len(tasks))
+                                              for i in range(layer.width))),)
+                   for layer in chain.hidden)
+    return Plan("shared", tuple(tasks), chain, layers,
+                _heads(tasks, head_units, head_activations))
+
+
+def plan_from_owners(chain: Chain, tasks: Sequence[str], head_units: Sequence[int],
+                     head_activations: Sequence[str],
+                     owners: Sequence[Sequence[frozenset[int]]], method: str = "pam",
+                     meta: dict | None = None) -> Plan:
+    """Turn per-layer owner sets of the pooled neurons into a plan.
+
+    owners[l][m·d_l + i] is the set of task indices owning neuron i of model m in layer l (empty:
+    dropped). A group that would read nothing (no superset group below it survived) carries no
+    information about the input and is dropped too; `meta['dropped_unreadable']` counts them.
+    """
+    layers: list[tuple[Group, ...]] = []
+    dropped = 0
+    for l, layer in enumerate(chain.hidden):
+        d = layer.width
+        if len(owners[l]) != len(tasks) * d:
+            raise PlanError(f"layer '{layer.name}': {len(owners[l])} owner sets for "
+                            f"{len(tasks)} models × {d} neurons")
+        by_owner: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        for k, own in enumerate(owners[l]):
+            if own:
+                key = tuple(tasks[t] for t in sorted(own))
+                by_owner.setdefault(key, []).append((k // d, k % d))
+        groups = canonical_order(tasks, [Group(o, tuple(s)) for o, s in by_owner.items()])
+        if l > 0:
+            below = layers[-1]
+            keep = [g for g in groups if any(set(g.owners) <= set(b.owners) for b in below)]
+            dropped += sum(g.width for g in groups) - sum(g.width for g in keep)
+            groups = tuple(keep)
+        layers.append(groups)
+    return Plan(method, tuple(tasks), chain, tuple(layers),
+                _heads(tasks, head_units, head_activations),
+                meta={**(meta or {}), "dropped_unreadable": dropped})
+
+
+__all__ = ["Plan", "Group", "Head", "PlanError", "TraceError", "PLAN_VERSION", "no_merge_plan",
+           "shared_plan", "plan_from_owners", "canonical_order", "validate"]
