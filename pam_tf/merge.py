@@ -67,9 +67,17 @@ def pam_plan(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Ta
              x_info: np.ndarray, y_info: dict[str, np.ndarray], config: PamConfig = PamConfig(),
              progress: Callable[[str], None] = print) -> Plan:
     """Regroup every hidden layer with PAM and return the plan (model t is task t's network)."""
+    acts = pooled_activations(models, traced, x_info, config.reduce)
+    return pam_plan_from_activations(traced, tasks, acts, y_info, config, progress)
+
+
+def pam_plan_from_activations(traced: Sequence[TracedModel], tasks: Sequence[Task],
+                              acts: Sequence[np.ndarray], y_info: dict[str, np.ndarray],
+                              config: PamConfig = PamConfig(),
+                              progress: Callable[[str], None] = print) -> Plan:
+    """PAM from pooled activations (see :func:`pooled_activations`) and the batch's labels."""
     chain = check_same_chain(traced)
     task_labels = [t.information_labels(y_info[t.name]) for t in tasks]
-    acts = pooled_activations(models, traced, x_info, config.reduce)
     owners, layer_meta = [], []
     for l, layer in enumerate(chain.hidden):
         start = time.perf_counter()
@@ -84,13 +92,14 @@ def pam_plan(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Ta
                            "dropped": len(grouping.dropped()), "groups": sizes,
                            "seconds": round(time.perf_counter() - start, 3)})
         progress(f"  regroup {layer.name:>8}: {acts[l].shape[1]} neurons -> "
-                 + ", ".join(f"{k or '-'}: {v}" for k, v in sizes.items())
+                 + ", ".join(f"{k}: {v}" for k, v in sizes.items())
                  + f", dropped {len(grouping.dropped())}"
                  f" ({layer_meta[-1]['seconds']:.1f} s)")
     return plan_from_owners(
         chain, [t.name for t in tasks], [t.n_outputs for t in tasks],
         [traced[i].chain.head.activation for i in range(len(tasks))], owners, method="pam",
-        meta={"pam": config.to_json(), "layers": layer_meta, "info_samples": int(len(x_info))})
+        meta={"pam": config.to_json(), "layers": layer_meta,
+              "info_samples": int(len(acts[0]))})
 
 
 def trivial_plan(method: str, traced: Sequence[TracedModel], tasks: Sequence[Task]) -> Plan:
