@@ -201,7 +201,7 @@ def build_model(plan: Plan, weights: dict[str, np.ndarray] | None = None,
         x = _concat([prev[i] for i in readable], concat_cache, readable, f"{t}__in")
         outputs.append(keras.layers.Dense(head.units, activation=head.activation, name=t)(x))
     model = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0],
-                        name=name or f"{plan.method}__{'+'.join(combo)}")
+                        name=name or f"{plan.method}__{'__'.join(combo)}")
     if weights is not None:
         set_weights(model, weights)
     return model

@@ -351,3 +351,32 @@ def plan_from_owners(chain: Chain, tasks: Sequence[str], head_units: Sequence[in
 
 __all__ = ["Plan", "Group", "Head", "PlanError", "TraceError", "PLAN_VERSION", "no_merge_plan",
            "shared_plan", "plan_from_owners", "canonical_order", "validate"]
+
+
+def combine_single_task_plans(plans: Sequence[Plan]) -> Plan:
+    """B1 after pruning: n one-task plans (each pruned alone) side by side as one no-merge plan.
+
+    Plan i's neurons come from model 0 of its own plan; here they come from model i. Weight
+    names do not change (a group of task t is named after t in both), so the weights of the
+    single-task plans simply merge into one dict.
+    """
+    if not plans:
+        raise PlanError("no plans to combine")
+    chain = plans[0].chain
+    tasks = []
+    for p in plans:
+        if len(p.tasks) != 1:
+            raise PlanError(f"expected one-task plans, got tasks {list(p.tasks)}")
+        if p.chain.hidden != chain.hidden or p.chain.input_shape != chain.input_shape:
+            raise PlanError(f"plan of task '{p.tasks[0]}' has another chain than "
+                            f"'{plans[0].tasks[0]}'")
+        tasks.append(p.tasks[0])
+    layers = []
+    for l in range(len(chain.hidden)):
+        layers.append(canonical_order(tasks, [
+            Group(g.owners, tuple((i, n) for _, n in g.sources))
+            for i, p in enumerate(plans) for g in p.layers[l]]))
+    heads = tuple(Head(p.heads[0].task, p.heads[0].units, p.heads[0].activation, i)
+                  for i, p in enumerate(plans))
+    return Plan("none", tuple(tasks), chain, tuple(layers), heads,
+                meta={"combined_from": [p.meta for p in plans]})

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from pam_tf.chain import trace_model
-from pam_tf.plan import Group, Plan, PlanError, no_merge_plan, plan_from_owners, shared_plan
+from pam_tf.plan import (Group, Plan, PlanError, combine_single_task_plans, no_merge_plan,
+                          plan_from_owners, shared_plan)
 from tests.tiny_models import tiny_cnn
 
 
@@ -132,3 +133,10 @@ def test_plan_from_owners_drops_groups_that_cannot_read(chain):
 def test_group_key_and_width():
     g = Group(("a", "b"), ((0, 1), (1, 2)))
     assert (g.key, g.width) == ("a.b", 2)
+
+
+def test_single_task_plans_combine_into_the_no_merge_plan(chain):
+    one = [no_merge_plan(chain, [t], [3], ["sigmoid"]) for t in ("a", "b")]
+    both = combine_single_task_plans(one)
+    assert both == no_merge_plan(chain, ["a", "b"], [3, 3], ["sigmoid"] * 2)
+    assert both.cost(["a", "b"]) == one[0].cost(["a"]) + one[1].cost(["b"])

@@ -3,8 +3,8 @@ combination, with a manifest, a host benchmark and a report.
 
 With no flags it runs the shipped `fashion2` example (two LeNet-5 nets, tasks a and b):
 
-    python -m tools.merge_and_export                      # PAM, Taylor pruning, 1-point budget
-    python -m tools.merge_and_export --compare            # ... and the no-merge baseline B1
+    python -m tools.merge_and_export                      # PAM vs B1, Taylor pruning, 1-point budget
+    python -m tools.merge_and_export --nocompare          # PAM only
     python -m tools.merge_and_export --models=a.keras,b.keras --suite=fashion2 --out=runs/mine
 
 Caveats: every stage writes into --out atomically; rerunning with the same arguments resumes
@@ -12,9 +12,13 @@ from the last finished stage, and an --out folder holding a different run is ref
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
+
+from pam_tf.pipeline import InputError
+from tools._paths import user_path
 
 FLAGS = flags.FLAGS
 
@@ -38,19 +42,33 @@ flags.DEFINE_float("target_flops", None, "Prune to this fraction of FLOPs instea
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_list("combinations", ["all"], "Combinations to export: 'all' or e.g. a,b,a+b.")
 flags.DEFINE_enum("quantize", "float32", ["float32", "float16", "int8"], "TFLite weight format.")
-flags.DEFINE_bool("compare", False, "Also run the no-merge baseline B1 for the report.")
+flags.DEFINE_bool("compare", True, "Also run the no-merge baseline B1 for the report "
+                  "(--nocompare to skip it).")
 flags.DEFINE_string("out", "runs/fashion2", "Output folder.")
 flags.DEFINE_integer("seed", 0, "Seed for every random choice.", lower_bound=0)
 flags.DEFINE_bool("benchmark", True, "Time the exported files on this host with LiteRT.")
+flags.DEFINE_integer("bench_threads", 1, "LiteRT threads for the host benchmark.", lower_bound=1)
+flags.DEFINE_integer("train_samples", 12000, "Training images used to fine-tune while pruning.",
+                     lower_bound=100)
 
 
-class StageNotImplemented(RuntimeError):
-    """A pipeline stage that this version of pam-tf does not have yet."""
+def run(*, example: str, models: list[str], suite: str | None, out: str,
+        **settings) -> str:
+    """Run the whole pipeline; returns the output folder. Raises InputError on bad input."""
+    from pam_tf.pipeline import Pipeline, RunConfig, example_models
 
-
-def run(**config) -> str:
-    """Run the whole pipeline for `config` (flag name -> value); returns the output folder."""
-    raise StageNotImplemented("not yet implemented: trace (the pipeline stages land with issue 4+)")
+    if models:
+        paths = tuple(user_path(m) for m in models)
+        if not suite:
+            raise InputError("--suite is required with --models (which labels are the tasks?)")
+    else:
+        paths, example_suite = example_models(example)
+        suite = suite or example_suite
+        paths = tuple(os.path.relpath(p) if not os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+                      else p for p in paths)
+    config = RunConfig(models=paths, suite=suite,
+                       combinations=tuple(settings.pop("combinations")), **settings)
+    return Pipeline(config, user_path(out)).run_all(command=" ".join(sys.argv))
 
 
 def main(argv: list[str]) -> int:
@@ -59,15 +77,25 @@ def main(argv: list[str]) -> int:
     config = {name: FLAGS[name].value for name in (
         "example", "models", "suite", "method", "mode", "alpha", "alpha_relative", "sigma2",
         "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize",
-        "compare", "out", "seed", "benchmark")}
+        "compare", "out", "seed", "benchmark", "train_samples", "bench_threads")}
     try:
         out = run(**config)
-    except StageNotImplemented as e:
-        print(f"merge_and_export: {e}", file=sys.stderr)
-        return 3
-    print(f"merge_and_export: done, see {out}")
+    except InputError as e:
+        print(f"merge_and_export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"merge_and_export: done; report: {os.path.join(out, 'report.md')}")
     return 0
 
 
+def entry_point() -> None:
+    """absl's app.run, except that asking for --help is not an error (exit 0, not 1)."""
+    try:
+        app.run(main)
+    except SystemExit as e:
+        if e.code == 1 and any(a in ("--help", "-h", "--helpfull", "-?") for a in sys.argv[1:]):
+            raise SystemExit(0) from None
+        raise
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry_point()
