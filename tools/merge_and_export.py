@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from pam_tf.pipeline import InputError
 from tools._paths import user_path
@@ -49,7 +49,12 @@ flags.DEFINE_integer("seed", 0, "Seed for every random choice.", lower_bound=0)
 flags.DEFINE_bool("benchmark", True, "Time the exported files on this host with LiteRT.")
 flags.DEFINE_integer("bench_threads", 1, "LiteRT threads for the host benchmark.", lower_bound=1)
 flags.DEFINE_integer("train_samples", 12000, "Training images used to fine-tune while pruning.",
-                     lower_bound=100)
+                     lower_bound=16)
+flags.DEFINE_integer("finetune_steps", 100, "Mini-batches of fine-tuning after each pruning step.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_prune_steps", 40, "Most pruning steps per network.", lower_bound=0)
+flags.DEFINE_bool("flops_aware", True, "Rank neurons by importance per FLOP they cost, weighted by "
+                  "how many task combinations compute them.")
 
 
 def run(*, example: str, models: list[str], suite: str | None, out: str,
@@ -72,12 +77,14 @@ def run(*, example: str, models: list[str], suite: str | None, out: str,
 
 
 def main(argv: list[str]) -> int:
+    logging.set_verbosity(logging.WARNING)  # TF's INFO chatter would drown the progress lines
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     config = {name: FLAGS[name].value for name in (
         "example", "models", "suite", "method", "mode", "alpha", "alpha_relative", "sigma2",
         "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize",
-        "compare", "out", "seed", "benchmark", "train_samples", "bench_threads")}
+        "compare", "out", "seed", "benchmark", "train_samples", "finetune_steps",
+        "max_prune_steps", "flops_aware", "bench_threads")}
     try:
         out = run(**config)
     except InputError as e:

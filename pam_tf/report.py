@@ -1,0 +1,262 @@
+"""Report: the run's results as a markdown page and PNG plots people can take in at a glance.
+
+Takes what the earlier stages wrote (plans, manifests, latency summaries) and knows nothing of
+how they were produced; every number in the report is read from those files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from pam_tf import io
+from pam_tf.plan import Plan
+
+METHOD_LABELS = {"pam": "PAM", "none": "B1 (no merging)", "shared": "fully shared"}
+
+# method.md §10: the paper's LeNet-5 / Fashion-MNIST rows (P1 = Taylor), FLOPs in millions at
+# the paper's input size, which is not ours: compare ratios, not absolute values.
+PAPER_FASHION2 = {
+    "a": {"B1": 28.34, "B2": 52.58, "PAM": 28.49, "acc B1": 95.42, "acc PAM": 94.67},
+    "b": {"B1": 28.34, "B2": 52.58, "PAM": 26.16, "acc B1": 96.30, "acc PAM": 95.70},
+    "a+b": {"B1": 56.69, "B2": 52.58, "PAM": 48.68, "acc B1": 95.86, "acc PAM": 95.19},
+}
+
+
+@dataclass
+class MethodResult:
+    """What the report needs of one method's run."""
+
+    method: str
+    plan_merged: Plan
+    plan: Plan
+    manifest: dict
+    latency: dict[str, dict] = field(default_factory=dict)  # combo key -> {p50_ms, p90_ms}
+    prune: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return METHOD_LABELS.get(self.method, self.method)
+
+    def combos(self) -> list[str]:
+        return ["+".join(c["tasks"]) for c in self.manifest["combinations"]]
+
+    def entry(self, combo: str) -> dict | None:
+        for c in self.manifest["combinations"]:
+            if "+".join(c["tasks"]) == combo:
+                return c
+        return None
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _plt().close(fig)
+
+
+def plot_bars(path: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
+              *, ylabel: str, title: str, errors: dict[str, Sequence[float]] | None = None,
+              reference: dict[str, float] | None = None) -> None:
+    """Grouped bar chart: one group per x label, one bar per series (None = missing)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups) + 2), 3.6))
+    n = max(1, len(series))
+    width = 0.8 / n
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        vals = np.array([np.nan if v is None else v for v in values], float)
+        err = None
+        if errors and name in errors:
+            err = np.array([[0] * len(vals), errors[name]], float)
+        bars = ax.bar(x + (i - (n - 1) / 2) * width, vals, width, label=name, yerr=err,
+                      capsize=3)
+        for b, v in zip(bars, vals):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                            va="bottom", fontsize=7)
+    if reference:
+        for j, g in enumerate(groups):
+            if g in reference:
+                ax.hlines(reference[g], j - 0.45, j + 0.45, colors="k", linestyles="--",
+                          label="unpruned single-task" if j == 0 else None)
+    ax.set_xticks(x, groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_groups(path: str, plans: dict[str, Plan]) -> None:
+    """Stacked bars of group widths per layer, one panel per plan (who owns what)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(plans), figsize=(5 * len(plans), 3.8), squeeze=False)
+    for ax, (title, plan) in zip(axes[0], plans.items()):
+        keys = sorted({g.key for groups in plan.layers for g in groups},
+                      key=lambda k: (-k.count(".") , k))
+        names = [layer.name for layer in plan.chain.hidden]
+        bottom = np.zeros(len(names))
+        for key in keys:
+            widths = np.array([sum(g.width for g in groups if g.key == key)
+                               for groups in plan.layers], float)
+            ax.bar(names, widths, bottom=bottom, label=key.replace(".", "+"))
+            bottom += widths
+        for j, v in enumerate(bottom):
+            ax.annotate(f"{int(v)}", (j, v), ha="center", va="bottom", fontsize=7)
+        ax.set_title(title)
+        ax.set_ylabel("neurons")
+        ax.legend(title="owners", fontsize=7)
+    _save(fig, path)
+
+
+def _fmt(v, spec: str = ".3f", none: str = "–") -> str:
+    return none if v is None else format(v, spec)
+
+
+def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inputs: dict,
+                 information: dict | None = None, command: str = "") -> str:
+    """Write report.md and plots/*.png into `out`; return the report's path."""
+    plots = os.path.join(out, "plots")
+    os.makedirs(plots, exist_ok=True)
+    primary = results[0]
+    combos = primary.combos()
+    tasks = list(primary.plan.tasks)
+    reference = primary.prune.get("reference_accuracy", {})
+
+    plot_bars(os.path.join(plots, "flops_per_combination.png"), combos,
+              {r.label: [(r.entry(c) or {}).get("flops", np.nan) / 1e6 for c in combos]
+               for r in results},
+              ylabel="MFLOPs (paper convention)", title="Cost of each task combination")
+    acc_series = {}
+    for r in results:
+        acc_series[r.label] = [100 * _task_accuracy(r, t) if _task_accuracy(r, t) is not None
+                               else None for t in tasks]
+    plot_bars(os.path.join(plots, "accuracy_per_task.png"), tasks, acc_series,
+              ylabel="test accuracy (%)", title="Accuracy per task (exported TFLite files)",
+              reference={t: 100 * v for t, v in reference.items()})
+    have_latency = any(r.latency for r in results)
+    if have_latency:
+        plot_bars(os.path.join(plots, "latency_per_combination.png"), combos,
+                  {r.label: [r.latency.get(c, {}).get("p50_ms") for c in combos]
+                   for r in results},
+                  errors={r.label: [max(0.0, (r.latency.get(c, {}).get("p90_ms") or 0)
+                                        - (r.latency.get(c, {}).get("p50_ms") or 0))
+                                    for c in combos] for r in results},
+                  ylabel="host latency p50 (ms), whisker to p90",
+                  title="LiteRT latency on this host per combination")
+    plot_groups(os.path.join(plots, "groups_per_layer.png"),
+                {f"{primary.label} merged (before pruning)": primary.plan_merged,
+                 f"{primary.label} after pruning": primary.plan})
+
+    lines = [f"# pam-tf report: {config.get('suite')} — {' vs '.join(r.label for r in results)}",
+             ""]
+    lines += ["## Results per task combination", "",
+              "FLOPs in the paper's convention (method.md §9), counted from the plan and checked "
+              "against the .tflite files; accuracy measured with the exported TFLite files on the "
+              f"{inputs.get('n_test', '?')} held-out test images; latency: LiteRT on this host.", ""]
+    header = ["combination", "method", "MFLOPs", "MMACs", "params", "size (KB)", "gzip (KB)"]
+    header += [f"acc {t} (%)" for t in tasks] + ["p50 (ms)", "p90 (ms)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in combos:
+        for r in results:
+            e = r.entry(c)
+            if e is None:
+                continue
+            lat = r.latency.get(c, {})
+            accs = [(_fmt(100 * e["accuracy"][t], ".2f") if e.get("accuracy") and
+                     e["accuracy"].get(t) is not None else "") for t in tasks]
+            lines.append("| " + " | ".join(
+                [c, r.label, f"{e['flops'] / 1e6:.4f}", f"{e['macs'] / 1e6:.4f}",
+                 str(e["params"]), f"{e['bytes'] / 1024:.1f}", f"{e['gzip_bytes'] / 1024:.1f}"]
+                + accs + [_fmt(lat.get("p50_ms")), _fmt(lat.get("p90_ms"))]) + " |")
+    if len(results) > 1:
+        lines += ["", "### Savings of " + primary.label, "",
+                  "| combination | " + " | ".join(f"{r.label} / {primary.label} FLOPs"
+                                                  for r in results[1:]) + " |",
+                  "|---|" + "---|" * (len(results) - 1)]
+        for c in combos:
+            p = primary.entry(c)
+            cells = []
+            for r in results[1:]:
+                e = r.entry(c)
+                cells.append(f"{e['flops'] / p['flops']:.2f}×" if e and p else "–")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", "![FLOPs](plots/flops_per_combination.png)",
+              "![accuracy](plots/accuracy_per_task.png)"]
+    if have_latency:
+        lines += ["![latency](plots/latency_per_combination.png)"]
+
+    lines += ["", "## Pruning", ""]
+    for r in results:
+        p = r.prune
+        lines.append(f"- **{r.label}**: {p.get('summary', 'no pruning summary')}")
+    if reference:
+        lines.append("- Reference (unpruned single-task nets, validation split): "
+                     + ", ".join(f"{t}: {100 * v:.2f} %" for t, v in reference.items()))
+
+    lines += ["", "## Groups per layer (" + primary.label + ")", "",
+              "Neurons per group, `owners: width`; before → after pruning.", "",
+              "| layer | merged (before pruning) | after pruning |", "|---|---|---|"]
+    for l, layer in enumerate(primary.plan.chain.hidden):
+        before = ", ".join(f"{g.key.replace('.', '+')}: {g.width}"
+                           for g in primary.plan_merged.layers[l])
+        after = ", ".join(f"{g.key.replace('.', '+')}: {g.width}" for g in primary.plan.layers[l])
+        lines.append(f"| {layer.name} | {before} | {after} |")
+    lines += ["", "![groups](plots/groups_per_layer.png)"]
+
+    if information:
+        lines += ["", "## Information per layer", "",
+                  f"KDE upper bound, σ² = {information.get('sigma2')}, "
+                  f"{information.get('samples')} held-out samples, conv neurons by spatial max, "
+                  "all n·d neurons of the layer, in nats.", "",
+                  "| layer | neurons | " + " | ".join(f"I(layer; {t})" for t in tasks) + " |",
+                  "|---|---|" + "---|" * len(tasks)]
+        for row in information.get("layers", []):
+            lines.append(f"| {row['layer']} | {row['neurons']} | " + " | ".join(
+                f"{row['information'].get(t, float('nan')):.3f}" for t in tasks) + " |")
+
+    if config.get("suite") == "fashion2":
+        lines += ["", "## The paper's reference rows (LeNet-5, Fashion-MNIST, P-Taylor)", "",
+                  "From method.md §10, at the paper's input size (not 28×28), so compare the "
+                  "ratios between methods, not absolute FLOPs.", "",
+                  "| tasks | B1 MFLOPs | B2 MFLOPs | PAM MFLOPs | B1/PAM | acc B1 | acc PAM |",
+                  "|---|---|---|---|---|---|---|"]
+        for c, v in PAPER_FASHION2.items():
+            lines.append(f"| {c} | {v['B1']} | {v['B2']} | {v['PAM']} | "
+                         f"{v['B1'] / v['PAM']:.2f}× | {v['acc B1']} | {v['acc PAM']} |")
+
+    lines += ["", "## What was run", "", f"Command: `{command}`" if command else "", "",
+              "| setting | value |", "|---|---|"]
+    for k, v in config.items():
+        lines.append(f"| {k} | `{v}` |")
+    lines += ["", f"Data: suite `{inputs.get('suite')}`, checksum `{inputs.get('data_checksum')}`,"
+              f" {inputs.get('n_train')} train / {inputs.get('n_test')} test images.", ""]
+    for m in inputs.get("models", []):
+        lines.append(f"- model `{m['path']}` (task `{m['task']}`), sha256 `{m['sha256'][:16]}…`")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in
+                                           inputs.get("versions", {}).items()), ""]
+    path = os.path.join(out, "report.md")
+    io.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _task_accuracy(r: MethodResult, task: str) -> float | None:
+    """Accuracy of `task` in the all-task combination (where every method runs every task)."""
+    full = r.entry("+".join(r.plan.tasks))
+    if full and full.get("accuracy") and full["accuracy"].get(task) is not None:
+        return full["accuracy"][task]
+    single = r.entry(task)
+    if single and single.get("accuracy"):
+        return single["accuracy"].get(task)
+    return None
