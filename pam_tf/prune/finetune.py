@@ -1,0 +1,166 @@
+"""Training and scoring of a plan-built multitask model on the joint loss, reproducibly.
+
+The joint loss is the sum of the task losses (one ``task.keras_loss()`` per output, weight 1):
+every group feeds only the heads of its owners, so its gradients come only from the tasks that
+own it (method.md §7). Batches follow a fixed order derived from a seed (no Keras shuffling), so
+a pruning run that is interrupted and resumed trains on exactly the same batches as an
+uninterrupted one.
+
+Data are ``(x, ys)``: images ``(N, H, W, C)`` float32 and a dict task name → labels (binary
+``(N, k)`` float32 0/1, multiclass ``(N,)`` int).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from pam_tf.build import build_model, get_weights, output_dict
+from pam_tf.compat import keras, tf
+from pam_tf.plan import Plan
+from pam_tf.tasks import Task
+
+__all__ = ["Data", "select_tasks", "check_data", "batch_indices", "finetune", "evaluate",
+           "joint_loss", "steps_for_epochs"]
+
+Data = tuple[np.ndarray, Mapping[str, np.ndarray]]
+
+# build_model's default name joins tasks with '+', which TF refuses as a name scope inside
+# fit/predict's tf.function; models built here for training get a plain name instead.
+MODEL_NAME = "prune_model"
+
+
+def select_tasks(plan: Plan, tasks: Sequence[Task]) -> tuple[Task, ...]:
+    """The Task objects of the plan's tasks, in plan order (extra tasks are ignored)."""
+    by_name = {t.name: t for t in tasks}
+    missing = [t for t in plan.tasks if t not in by_name]
+    if missing:
+        raise ValueError(f"no Task given for plan task(s) {missing}; tasks given: "
+                         f"{sorted(by_name)}")
+    return tuple(by_name[t] for t in plan.tasks)
+
+
+def check_data(data: Data, tasks: Sequence[Task], what: str) -> tuple[np.ndarray, dict]:
+    """Validate ``(x, ys)`` for `tasks`; return x as float32 and labels in each task's form."""
+    try:
+        x, ys = data
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: expected a pair (x, ys) with ys a dict task -> labels") \
+            from None
+    x = np.asarray(x, dtype=np.float32)
+    out = {}
+    for t in tasks:
+        if t.name not in ys:
+            raise ValueError(f"{what}: no labels for task '{t.name}' (have {sorted(ys)})")
+        y = t.check_labels(ys[t.name])
+        if len(y) != len(x):
+            raise ValueError(f"{what}: {len(y)} labels for task '{t.name}', {len(x)} images")
+        out[t.name] = y
+    if len(x) == 0:
+        raise ValueError(f"{what}: no samples")
+    return x, out
+
+
+def batch_indices(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """``steps`` mini-batches of sample indices, (steps, batch_size): consecutive seeded
+    permutations of range(n) cut into full batches (an epoch's remainder starts the next)."""
+    batch_size = min(int(batch_size), n)
+    rng = np.random.default_rng(seed)
+    need = steps * batch_size
+    parts, have = [], 0
+    while have < need:
+        parts.append(rng.permutation(n))
+        have += n
+    flat = np.concatenate(parts)[:need] if parts else np.zeros(0, np.int64)
+    return flat.reshape(steps, batch_size)
+
+
+def steps_for_epochs(epochs: float, n: int, batch_size: int) -> int:
+    """Number of mini-batches in `epochs` passes over n samples."""
+    return int(math.ceil(epochs * n / min(batch_size, n)))
+
+
+class _Batches(keras.utils.Sequence):
+    """Feeds model.fit exactly the precomputed batches, in order (used by the tfmot stage)."""
+
+    def __init__(self, x: np.ndarray, ys: dict, idx: np.ndarray, single: bool):
+        super().__init__()
+        self.x, self.ys, self.idx, self.single = x, ys, idx, single
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        b = self.idx[i]
+        ys = {k: v[b] for k, v in self.ys.items()}
+        return self.x[b], (next(iter(ys.values())) if self.single else ys)
+
+
+# Below this many steps eager execution beats tracing a tf.function (tiny test models); the
+# choice depends only on the arguments, so reruns stay bit-identical.
+EAGER_STEPS = 30
+
+
+def joint_loss(model, tasks: Sequence[Task]):
+    """A function (outputs, ys) → Σ_t loss_t, for custom training loops on `model`."""
+    losses = {t.name: t.keras_loss() for t in tasks}
+    names = [n.split("/")[0] for n in model.output_names]
+
+    def fn(outputs, ys):
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return tf.add_n([losses[n](ys[n], o) for n, o in zip(names, outputs)])
+    return fn
+
+
+def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], data: Data, *,
+             steps: int, batch_size: int = 64, lr: float = 1e-3,
+             seed: int = 0) -> dict[str, np.ndarray]:
+    """Train all weights of the plan's model for `steps` mini-batches on the joint loss (Adam).
+
+    A fresh Adam each call: pruning changes the parameter shapes anyway, and it keeps a resumed
+    run identical to an uninterrupted one (no optimizer state to checkpoint). A plain
+    GradientTape loop (not ``fit``) so the batch order is exactly :func:`batch_indices`' and no
+    input pipeline is involved. Returns new weights; ``steps == 0`` returns `weights` unchanged.
+    """
+    if steps <= 0:
+        return dict(weights)
+    tasks = select_tasks(plan, tasks)
+    x, ys = check_data(data, tasks, "training data")
+    model = build_model(plan, weights, name=MODEL_NAME)
+    variables = model.trainable_variables
+    opt = keras.optimizers.Adam(learning_rate=lr)
+    opt.build(variables)
+    loss_fn = joint_loss(model, tasks)
+
+    def train_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(xb, training=True), yb)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    if steps > EAGER_STEPS:
+        train_step = tf.function(train_step)
+    for b in batch_indices(len(x), batch_size, steps, seed):
+        train_step(tf.constant(x[b]), {k: tf.constant(v[b]) for k, v in ys.items()})
+    return get_weights(model, plan)
+
+
+def predict(plan: Plan, weights: dict[str, np.ndarray], x: np.ndarray,
+            batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Head outputs of every task of the plan, keyed by task name."""
+    model = build_model(plan, weights, name=MODEL_NAME)
+    x = np.asarray(x, np.float32)
+    parts = [output_dict(model, model(x[i:i + batch_size], training=False))
+             for i in range(0, len(x), batch_size)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def evaluate(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], data: Data,
+             batch_size: int = 512) -> dict[str, float]:
+    """Per-task accuracy (``task.accuracy``: mean per-label for binary, argmax for multiclass)."""
+    tasks = select_tasks(plan, tasks)
+    x, ys = check_data(data, tasks, "validation data")
+    out = predict(plan, weights, x, batch_size)
+    return {t.name: t.accuracy(ys[t.name], out[t.name]) for t in tasks}

@@ -1,0 +1,108 @@
+"""Importance criteria: each ranks a planted useless neuron last; heads are never scored."""
+import numpy as np
+import pytest
+
+from pam_tf.build import inherit_weights
+from pam_tf.data.synthetic import make_synthetic
+from pam_tf.prune import (ImportanceContext, MagnitudeImportance, TaylorImportance,
+                          VIBImportance, make_importance, neuron_flops)
+from pam_tf.prune.finetune import evaluate, finetune
+from pam_tf.prune.importance import group_layer_names
+from tests.test_prune_surgery import make_plan, tiny_pair
+
+# Planted dead neurons: incoming weights 0 and bias −1, so the post-ReLU activation is always 0.
+# One is a conv channel (read through max-pool + flatten by the dense layer), one a dense unit.
+PLANTED = [("conv2__t0.t1", 2), ("fc3__t0.t1", 3)]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A PAM-like two-task net, briefly trained on the synthetic suite, with dead neurons."""
+    ds = make_synthetic(2, n_train=256, n_test=128, size=12, seed=0)
+    traced, chain = tiny_pair()
+    plan = make_plan("pam", chain)
+    weights = finetune(plan, inherit_weights(plan, traced), ds.tasks, (ds.x_train, ds.y_train),
+                       steps=40, batch_size=32, lr=3e-3, seed=0)
+    for name, j in PLANTED:
+        weights[f"{name}/kernel"][..., j] = 0.0
+        weights[f"{name}/bias"][j] = -1.0
+    assert evaluate(plan, weights, ds.tasks, (ds.x_test, ds.y_test))["t1"] > 0.5
+    return ImportanceContext(plan, weights, ds.tasks, ds.x_train, ds.y_train, seed=1)
+
+
+def assert_planted_last(scores):
+    every = np.concatenate([np.asarray(v, float) for v in scores.values()])
+    for name, j in PLANTED:
+        s = scores[name]
+        others = np.delete(s, j)
+        assert s[j] <= every.min() + 1e-9, (name, s[j], every.min())
+        assert s[j] < np.median(others), (name, s)
+
+
+def test_taylor_ranks_a_dead_neuron_last(trained):
+    assert_planted_last(TaylorImportance(n_batches=3, batch_size=32)(trained))
+
+
+def test_vib_ranks_a_dead_neuron_below_every_neuron_it_keeps(trained):
+    """VIB may rank a neuron the loss wants gone (frozen weights) even below a dead one, so the
+    claim is: the paper's log α rule drops the dead neuron, every neuron the rule keeps scores
+    higher, and the dead neuron is in the bottom quarter of the global ranking."""
+    vib = VIBImportance(steps=80, batch_size=32)
+    scores = vib(trained)
+    keep = vib.keep_masks()
+    every = np.concatenate([scores[n] for n in scores])
+    kept = np.concatenate([scores[n][keep[n]] for n in scores])
+    assert kept.size > every.size // 2
+    for name, j in PLANTED:
+        assert not keep[name][j]
+        assert scores[name][j] < kept.min()
+        assert np.mean(every < scores[name][j]) < 0.25
+
+
+def test_magnitude_ranks_a_neuron_without_incoming_weights_last(trained):
+    scores = MagnitudeImportance()(trained)
+    assert_planted_last(scores)
+    for name, j in PLANTED:
+        assert scores[name][j] == 0 and np.all(np.delete(scores[name], j) > 0)
+
+
+def test_taylor_scores_zero_for_a_neuron_nobody_reads(trained):
+    """Outgoing weights zero (incoming intact): removing it cannot change the loss."""
+    ctx = trained
+    weights = {k: v.copy() for k, v in ctx.weights.items()}
+    plan = ctx.plan
+    # fc4__t0.t1 neuron 1 feeds fc4 readers = heads t0 and t1 (rows 1 of each head's first block)
+    for t in plan.tasks:
+        weights[f"{t}/kernel"][1] = 0.0
+    ctx2 = ImportanceContext(plan, weights, ctx.tasks, ctx.x, ctx.ys, seed=1)
+    scores = TaylorImportance(n_batches=2, batch_size=32)(ctx2)
+    assert scores["fc4__t0.t1"][1] == 0.0
+
+
+@pytest.mark.parametrize("name", ["taylor", "vib", "magnitude"])
+def test_scores_cover_exactly_the_hidden_groups_never_heads(trained, name):
+    kwargs = {"vib": {"steps": 2}, "taylor": {"n_batches": 1}}.get(name, {})
+    scores = make_importance(name, **kwargs)(trained)
+    assert sorted(scores) == sorted(group_layer_names(trained.plan))
+    assert not set(scores) & set(trained.plan.tasks)
+    for layer, groups in zip(trained.plan.chain.hidden, trained.plan.layers):
+        for g in groups:
+            assert scores[f"{layer.name}__{g.key}"].shape == (g.width,)
+
+
+def test_unknown_criterion_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="taylor, vib, magnitude"):
+        make_importance("l2")
+
+
+def test_flops_cost_counts_shared_neurons_in_more_combinations(trained):
+    """n = 2: a group owned by both tasks runs in 3 combinations, an exclusive one in 2."""
+    plan = trained.plan
+    cost = neuron_flops(plan)
+    layer = plan.chain.hidden[0]          # conv1: groups read the same input, same own cost
+    shared, excl = cost["conv1__t0.t1"][0], cost["conv1__t0"][0]
+    own = layer.cost(1, 1).flops
+    fed_shared = shared - 3 * own
+    fed_excl = excl - 2 * own
+    assert fed_shared > 0 and fed_excl > 0
+    assert shared > excl
