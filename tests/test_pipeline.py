@@ -1,0 +1,203 @@
+"""The main job end to end on the synthetic suite, its resume, and every bad input it refuses.
+
+The end-to-end run uses tiny LeNet-5 nets trained here for a few seconds and very short pruning,
+so the suite stays fast; the real-data run is `make run` (README).
+"""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from pam_tf.compat import keras
+from pam_tf.data import load_suite
+from pam_tf.pipeline import InputError, Pipeline, RunConfig
+from pam_tf.train import save_single_task_model, train_single_task
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=2,
+            info_samples=64, criterion="magnitude", budget=60.0)
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    ds = load_suite("synthetic")
+    paths = []
+    for task in ds.tasks:
+        model, metrics = train_single_task(ds, task.name, "lenet5", epochs=3, verbose=0)
+        path = str(folder / f"lenet5_{task.name}.keras")
+        save_single_task_model(model, path, dataset=ds, task_name=task.name, arch="lenet5",
+                               metrics=metrics, seed=0, epochs=3, batch_size=128, lr=1e-3)
+        paths.append(path)
+    return tuple(paths)
+
+
+def config(models, **kw):
+    return RunConfig(models=tuple(models), suite="synthetic", **{**FAST, **kw})
+
+
+def quiet(_line):
+    pass
+
+
+@pytest.fixture(scope="module")
+def finished_run(model_files, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    lines = []
+    Pipeline(config(model_files), out, lines.append).run_all()
+    return out, lines
+
+
+def test_end_to_end_writes_the_whole_output_folder(finished_run):
+    out, lines = finished_run
+    for name in ("run.json", "stages.json", "inputs.json", "chain.json", "information.json",
+                 "plan_merged.json", "weights_merged.npz", "plan.json", "weights.npz",
+                 "prune_history.json", "tflite/manifest.json", "bench/results.jsonl",
+                 "report.md", "plots/flops_per_combination.png", "plots/accuracy_per_task.png",
+                 "plots/latency_per_combination.png", "plots/groups_per_layer.png",
+                 "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json"):
+        assert os.path.exists(os.path.join(out, name)), name
+    report = open(os.path.join(out, "report.md")).read()
+    assert "| t0+t1 | PAM |" in report and "| t0+t1 | B1 (no merging) |" in report
+    manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
+    assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
+    assert any(line.startswith("[report] done") for line in lines)
+
+
+def test_rerun_resumes_and_redoes_nothing(finished_run, model_files):
+    out, _ = finished_run
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in ("plan.json", "report.md")}
+    lines = []
+    Pipeline(config(model_files), out, lines.append).run_all()
+    assert "[prune]" not in " ".join(lines)
+    assert any("[pam/prune] already done in an earlier run: resuming after it" == l
+               for l in lines)
+    assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in before}
+
+
+def test_folder_holding_a_different_run_is_refused_and_kept(finished_run, model_files):
+    out, _ = finished_run
+    run_json = open(os.path.join(out, "run.json")).read()
+    with pytest.raises(InputError, match=r"holds a different run \(--budget: 60.0 then, 70.0 now"):
+        Pipeline(config(model_files, budget=70.0), out, quiet).run_all()
+    assert open(os.path.join(out, "run.json")).read() == run_json
+
+
+def test_missing_model_file_is_named(tmp_path, model_files):
+    missing = str(tmp_path / "nope.keras")
+    with pytest.raises(InputError, match=f"model file '{missing}' does not exist"):
+        Pipeline(config([model_files[0], missing]), str(tmp_path / "out"), quiet).run_all()
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_corrupt_model_file_is_named(tmp_path, model_files):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"this is not a zip archive")
+    with pytest.raises(InputError, match=f"model file '{bad}' is corrupt"):
+        Pipeline(config([model_files[0], str(bad)]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_keras3_model_file_is_refused(tmp_path, model_files):
+    k3 = tmp_path / "k3.keras"  # the layout Keras 3 writes: metadata.json names its version
+    with zipfile.ZipFile(k3, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+        z.writestr("config.json", json.dumps({"class_name": "Functional"}))
+        z.writestr("model.weights.h5", b"")
+    with pytest.raises(InputError, match=r"was saved by Keras 3.6.0 \(Keras 3\); pam-tf reads "
+                                         r"tf_keras"):
+        Pipeline(config([model_files[0], str(k3)]), str(tmp_path / "out"), quiet).run_all()
+
+
+def _save_plain(model, path, task):
+    model.save(path)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump({"suite": "synthetic", "task": task}, f)
+    return path
+
+
+def _lenet_like(conv2_width=16, input_shape=(16, 16, 1), units=3, act="softmax", add=False):
+    i = keras.Input(input_shape)
+    x = keras.layers.Conv2D(6, 5, activation="relu", name="conv1")(i)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    y = keras.layers.Conv2D(conv2_width if not add else 6, 3, padding="same",
+                            activation="relu", name="conv2")(x)
+    if add:
+        y = keras.layers.Add(name="skip")([x, y])
+    x = keras.layers.Flatten(name="flatten")(y)
+    x = keras.layers.Dense(8, activation="relu", name="fc3")(x)
+    return keras.Model(i, keras.layers.Dense(units, activation=act, name="head")(x))
+
+
+def test_models_of_different_architectures_are_refused(tmp_path):
+    a = _save_plain(_lenet_like(16, units=2, act="sigmoid"), str(tmp_path / "a.keras"), "t0")
+    b = _save_plain(_lenet_like(12), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match=r"model 'b.keras' layer 'conv2' \(#2\): width 12 "
+                                         r"differs from model 'a.keras'"):
+        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_models_of_another_input_shape_are_refused(tmp_path):
+    a = _save_plain(_lenet_like(input_shape=(20, 20, 1), units=2, act="sigmoid"),
+                    str(tmp_path / "a.keras"), "t0")
+    b = _save_plain(_lenet_like(input_shape=(20, 20, 1)), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match=r"takes input \(20, 20, 1\), suite 'synthetic' has "
+                                         r"images \(16, 16, 1\)"):
+        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_suite_that_does_not_match_the_heads_is_refused(tmp_path):
+    a = _save_plain(_lenet_like(units=2, act="sigmoid"), str(tmp_path / "a.keras"), "t0")
+    b = _save_plain(_lenet_like(units=5), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match="model 'b.keras' does not fit task 't1': its head has 5 "
+                                         "softmax outputs, the task needs 3 softmax outputs"):
+        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_unsupported_layers_are_refused(tmp_path):
+    a = _save_plain(_lenet_like(units=2, act="sigmoid", add=True), str(tmp_path / "a.keras"), "t0")
+    b = _save_plain(_lenet_like(add=True), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match=r"layer 'skip' \(Add\) has 2 inputs"):
+        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_budget_that_cannot_be_met_is_an_error(tmp_path, model_files, monkeypatch):
+    import pam_tf.prune as prune_module
+    from pam_tf.prune import PruneResult
+
+    def never_inside(plan, weights, *args, **kwargs):  # the pruner's verdict, forced
+        return PruneResult(plan, dict(weights), [], "unpruned_outside_budget",
+                           "even the unpruned network is outside the accuracy budget "
+                           "(t0 80.00% vs reference 95.00%)")
+
+    monkeypatch.setattr(prune_module, "prune", never_inside)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"the accuracy budget of 0.0 points cannot be met "
+                                         r"\(PAM\): even the unpruned network"):
+        Pipeline(config(model_files, budget=0.0, compare=False, benchmark=False), str(out),
+                 quiet).run_all()
+    assert not os.path.exists(out / "plan.json")
+
+
+def test_cli_reports_bad_input_with_exit_status_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.merge_and_export", f"--models={tmp_path / 'x.keras'}",
+         "--suite=synthetic", f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 2, proc.stderr
+    assert f"merge_and_export: error: model file '{tmp_path / 'x.keras'}' does not exist" \
+        in proc.stderr
+
+
+def test_models_without_suite_is_a_usage_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.merge_and_export", "--models=a.keras,b.keras",
+         f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 2
+    assert "--suite is required with --models" in proc.stderr
