@@ -180,6 +180,16 @@ def test_flops_aware_per_layer_ranking_with_rounding_keeps_multiples(setup):
             assert g.width % 2 == 0 or g.width == old[g.owners]
 
 
+def test_flops_aware_step_removes_at_most_the_scheduled_fraction_of_flops(setup):
+    """FLOPs-aware ranking puts expensive conv channels first; the step is capped so the
+    all-task FLOPs stay >= (1 − sparsity) of the start."""
+    result = run(setup, criterion="magnitude", flops_aware=True, progress=None,
+                 finetune_steps=1, max_steps=1,
+                 schedule=tfmot.sparsity.keras.ConstantSparsity(0.3, begin_step=1))
+    step1 = result.history[1]
+    assert step1["removed"] >= 1 and step1["flops_fraction"] >= 0.7
+
+
 def test_choose_removal_global_and_per_layer_respect_min_width(setup):
     plan = setup[0]
     scores = {f"{layer.name}__{g.key}": np.arange(g.width, dtype=float) + 100 * l

@@ -23,6 +23,9 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
 - **FLOPs-aware ranking** divides a neuron's (non-negative) importance by the FLOPs it costs: its
   own row in its group plus the input column it feeds in every reader, each weighted by the number
   of task combinations that compute it (a group owned by T runs in 2^n − 2^(n−|T|) of them).
+  Because that ranking puts expensive neurons first, a FLOPs-aware step additionally stops before
+  the all-task FLOPs fall below (1 − sparsity(s)) of the start: the schedule then bounds the
+  fraction of FLOPs removed as well as the fraction of neurons (at least one neuron per step).
 
 Checkpoints: after every completed step, ``checkpoint_dir/step_XXX/{plan.json, weights.npz}`` and
 then ``state.json`` (step, seed, history, fingerprint of the arguments) are written atomically.
@@ -513,14 +516,17 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
 
         removed_so_far = n0 - sum(plan.widths())
         s, n_remove, sparsity = step + 1, 0, 0.0
+        flops_floor = 0.0  # FLOPs-aware steps stop removing before FLOPs fall below this
         while s <= max_steps:
             should, sparsity = table[s]
             n_remove = int(round(sparsity * n0)) - removed_so_far if should else 0
             if n_remove > 0:
+                flops_floor = (1.0 - sparsity) * f0
                 break
             if target_mode and not any(sh and round(sp * n0) > removed_so_far
                                        for sh, sp in table[s:max_steps + 1]):
                 n_remove = max(1, int(math.ceil(TARGET_FALLBACK_FRACTION * sum(plan.widths()))))
+                flops_floor = (1.0 - TARGET_FALLBACK_FRACTION) * last["flops"]
                 break
             s += 1
         if s > max_steps:
@@ -552,9 +558,22 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
                 keep = round_keep(keep, rank, round_to, min_group_width)
             return keep
 
-        keep = keep_for(len(removal))
+        limit = len(removal)
+        if flops_aware and removal and _all_flops(_narrowed(plan, keep_for(limit))) < flops_floor:
+            # FLOPs-aware ranking puts expensive neurons first, so a step is also capped at the
+            # schedule's fraction of the starting FLOPs: the largest prefix (>= 1 neuron) that
+            # keeps at least flops_floor. Without it one step can remove most conv channels.
+            lo, hi = 1, limit
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if _all_flops(_narrowed(plan, keep_for(mid))) >= flops_floor:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            limit = lo
+        keep = keep_for(limit)
         if target_mode and removal and _all_flops(_narrowed(plan, keep)) <= target_flops:
-            lo, hi = 0, len(removal)  # smallest prefix that reaches the target
+            lo, hi = 0, limit  # smallest prefix that reaches the target
             while lo < hi:
                 mid = (lo + hi) // 2
                 if _all_flops(_narrowed(plan, keep_for(mid))) <= target_flops:
