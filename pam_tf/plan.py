@@ -324,6 +324,7 @@ def plan_from_owners(chain: Chain, tasks: Sequence[str], head_units: Sequence[in
     owners[l][m·d_l + i] is the set of task indices owning neuron i of model m in layer l (empty:
     dropped). A group that would read nothing (no superset group below it survived) carries no
     information about the input and is dropped too; `meta['dropped_unreadable']` counts them.
+    A group that nothing above reads is dropped as well (`meta['dropped_unread']`).
     """
     layers: list[tuple[Group, ...]] = []
     dropped = 0
@@ -344,9 +345,17 @@ def plan_from_owners(chain: Chain, tasks: Sequence[str], head_units: Sequence[in
             dropped += sum(g.width for g in groups) - sum(g.width for g in keep)
             groups = tuple(keep)
         layers.append(groups)
+    # A group that no group of the next layer reads (none is owned by a subset of its owners)
+    # costs FLOPs and changes no output: drop it, from the top down.
+    unread = 0
+    for l in range(len(layers) - 2, -1, -1):
+        above = layers[l + 1]
+        keep = [g for g in layers[l] if any(set(a.owners) <= set(g.owners) for a in above)]
+        unread += sum(g.width for g in layers[l]) - sum(g.width for g in keep)
+        layers[l] = tuple(keep)
     return Plan(method, tuple(tasks), chain, tuple(layers),
                 _heads(tasks, head_units, head_activations),
-                meta={**(meta or {}), "dropped_unreadable": dropped})
+                meta={**(meta or {}), "dropped_unreadable": dropped, "dropped_unread": unread})
 
 
 __all__ = ["Plan", "Group", "Head", "PlanError", "TraceError", "PLAN_VERSION", "no_merge_plan",

@@ -140,3 +140,12 @@ def test_single_task_plans_combine_into_the_no_merge_plan(chain):
     both = combine_single_task_plans(one)
     assert both == no_merge_plan(chain, ["a", "b"], [3, 3], ["sigmoid"] * 2)
     assert both.cost(["a", "b"]) == one[0].cost(["a"]) + one[1].cost(["b"])
+
+
+def test_plan_from_owners_drops_groups_nothing_reads(chain):
+    owners = [[frozenset({0, 1})] * (2 * layer.width) for layer in chain.hidden]
+    owners[0] = list(owners[0])
+    owners[0][0] = frozenset({0})  # an {a} group in conv1, but conv2 has no {a} group to read it
+    plan = plan_from_owners(chain, ["a", "b"], [3, 3], ["sigmoid"] * 2, owners)
+    assert [g.key for g in plan.layers[0]] == ["a.b"]
+    assert plan.meta["dropped_unread"] == 1
