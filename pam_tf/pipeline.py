@@ -78,9 +78,11 @@ class RunConfig:
         return d
 
     def fingerprint(self) -> str:
-        """Identifies the run: every setting and the bytes of every model file."""
-        files = [io.sha256_file(p) if os.path.exists(p) else None for p in self.models]
-        blob = json.dumps({"config": self.to_json(), "model_sha256": files}, sort_keys=True)
+        """Identifies the run: every setting and the bytes of every model file (not its path, so
+        `make run` and `bazel run` of the same models share one output folder)."""
+        files = [io.sha256_file(p) if os.path.exists(p) else p for p in self.models]
+        settings = {k: v for k, v in self.to_json().items() if k != "models"}
+        blob = json.dumps({"config": settings, "model_sha256": files}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -130,7 +132,8 @@ class Run:
             if previous.get("fingerprint") != self.config.fingerprint():
                 old = previous.get("config", {})
                 diffs = [f"--{k}: {old.get(k)!r} then, {v!r} now"
-                         for k, v in self.config.to_json().items() if old.get(k) != v]
+                         for k, v in self.config.to_json().items()
+                         if old.get(k) != v and k != "models"]
                 diffs = diffs or ["a model file's contents changed"]
                 raise InputError(f"output folder '{self.out}' holds a different run ("
                                  + "; ".join(diffs[:4]) + "): choose another --out or delete it")
