@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from pam_tf import io
 from pam_tf.chain import TraceError, TracedModel, check_same_chain, trace_model
-from pam_tf.plan import Plan, PlanError
+from pam_tf.plan import Plan
 
 STAGES = ("validate", "trace", "information", "regroup", "build", "prune", "export",
           "benchmark", "report")

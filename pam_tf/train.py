@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from pam_tf.compat import keras, set_seed, tf
+from pam_tf.io import atomic_path, write_text
 from pam_tf.data.dataset import TaskDataset
 from pam_tf.tasks import Task
 from pam_tf.zoo import build_model
@@ -84,30 +84,9 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_keras_atomic(model: keras.Model, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(str(path)) as tmp:
         model.save(tmp, overwrite=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_single_task_model(model: keras.Model, path: str | os.PathLike, *, dataset: TaskDataset,
@@ -155,7 +134,7 @@ def save_single_task_model(model: keras.Model, path: str | os.PathLike, *, datas
         "tf_keras_version": keras.__version__,
         "command": command,
     }
-    _atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+    write_text(str(sidecar_path(path)), json.dumps(sidecar, indent=2) + "\n")
     return sidecar
 
 

@@ -46,6 +46,8 @@ from typing import Callable
 
 import numpy as np
 
+from pam_tf.io import atomic_path, sha256_file
+
 __all__ = [
     "BaseData", "DataSpec", "DataUnavailableError", "CacheError",
     "FASHION_MNIST", "MNIST", "FASHION_CLASSES", "SPLIT_SEED",
@@ -169,13 +171,6 @@ def content_checksum(x: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 # --------------------------------------------------------------------------- split
 
@@ -207,21 +202,11 @@ def stratified_split(y: np.ndarray, n_test: int, seed: int = SPLIT_SEED):
 # --------------------------------------------------------------------------- cache
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(str(path)) as tmp:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _sidecar(path: Path) -> Path:
@@ -236,7 +221,7 @@ def write_cache(path: Path, x: np.ndarray, y: np.ndarray, source: str) -> dict:
     meta = {
         "format": CACHE_FORMAT,
         "file": path.name,
-        "file_sha256": _file_sha256(path),
+        "file_sha256": sha256_file(path),
         "content_sha256": content_checksum(x, y),
         "n": int(len(x)),
         "class_counts": np.bincount(y).tolist(),
@@ -272,7 +257,7 @@ def read_cache(path: Path, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray,
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CacheError(f"checksum sidecar {side} is unreadable ({e}); delete {path} and "
                              f"{side} to fetch the data again") from e
-        actual = _file_sha256(path)
+        actual = sha256_file(path)
         if actual != recorded:
             raise CacheError(
                 f"cache file {path} is corrupted: its sha256 is {actual} but {side} records "

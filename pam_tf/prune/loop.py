@@ -16,6 +16,19 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   ``budget_points`` percentage points of its reference (its unpruned single-task net); return the
   last state inside the budget. If already step 0 is outside the budget, the unpruned network is
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result).
+- **Backtracking** (budget mode, ``backtracks`` > 0): a step whose fine-tuned network leaves the
+  budget does not end pruning at once. The last state inside the budget is restored and the step
+  is retried removing half as many neurons as the failed attempt (the lowest-ranked ones of the
+  same ranking, which is not recomputed) and, when FLOPs-aware, at most half the FLOPs the failed
+  attempt removed (at least one neuron). A retry inside the budget becomes the new state and
+  pruning goes on with the schedule: the next step again aims at the schedule's sparsity, so it
+  also removes what the retry left out. As a guard against schedules that plateau, the first
+  pruning step after a successful retry removes at least as many neurons (and, FLOPs-aware, as
+  large a FLOPs share) as that retry did, even when the state already meets the schedule's
+  sparsity. Only when ``backtracks`` retries of one step (or every retry that can still remove
+  fewer neurons) have left the budget does pruning stop with reason ``"budget"``. Every attempt
+  is one history entry (``retry`` = 0 for the first) and one progress line.
+  ``backtracks=0`` is the plain rule above, bit for bit.
 - **Fixed-target mode** (``target_flops_fraction=X``): prune until the all-task combination costs
   at most X of the starting plan's FLOPs, ignoring the budget (accuracy is still reported). The
   step that crosses the target removes only as many (lowest-ranked) neurons as needed. If the
@@ -27,12 +40,15 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   the all-task FLOPs fall below (1 − sparsity(s)) of the start: the schedule then bounds the
   fraction of FLOPs removed as well as the fraction of neurons (at least one neuron per step).
 
-Checkpoints: after every completed step, ``checkpoint_dir/step_XXX/{plan.json, weights.npz}`` and
-then ``state.json`` (step, seed, history, fingerprint of the arguments) are written atomically.
-A rerun with the same arguments resumes after the last completed step; because step s always
-starts with ``set_seed(seed + s)`` and batches come in a fixed seeded order, a resumed run ends
-with the same plan and weights as an uninterrupted one. A finished run is returned from its
-checkpoint without recomputation.
+Checkpoints: after every completed attempt, ``checkpoint_dir/step_XXX/{plan.json, weights.npz}``
+(retry r > 0 of step s: ``step_XXX_retry_R/``) and then ``state.json`` (step, retry, last state
+inside the budget, seed, history, fingerprint of the arguments) are written atomically. A rerun
+with the same arguments resumes after the last completed attempt; because step s always starts
+with ``set_seed(seed + s)`` (the ranking), retry r of it fine-tunes after
+``set_seed(seed + s + 1000·r)``, and batches come in a fixed seeded order, a resumed run ends with
+the same plan and weights as an uninterrupted one, also when it stopped during or after a retry
+(the ranking a retry reuses is recomputed from the restored state with the step's seed). A
+finished run is returned from its checkpoint without recomputation.
 """
 from __future__ import annotations
 
@@ -61,10 +77,12 @@ __all__ = ["prune", "PruneResult", "default_schedule", "neuron_flops", "choose_r
 
 CHECKPOINT_FORMAT = 1
 FINAL_SEED_OFFSET = 1_000_003
+RETRY_SEED_OFFSET = 1000  # retry r of step s fine-tunes with seed + s + RETRY_SEED_OFFSET·r
 TARGET_FALLBACK_FRACTION = 0.10
 
 REASONS = {
-    "budget": "the next pruning step left the accuracy budget; returned the last state inside it",
+    "budget": "the next pruning step (and each retry of it with fewer neurons) left the "
+              "accuracy budget; returned the last state inside it",
     "unpruned_outside_budget": "even the unpruned network is outside the accuracy budget",
     "target_reached": "the FLOPs target was reached",
     "schedule_end": "the pruning schedule ended with every task inside the budget",
@@ -253,15 +271,17 @@ def _fingerprint(config: dict, plan: Plan, weights: Mapping[str, np.ndarray],
 
 
 class _Checkpoints:
-    """step_XXX/{plan.json, weights.npz}, final/{...} and state.json; state.json is written last,
-    so it only ever names steps whose files are complete."""
+    """step_XXX[_retry_R]/{plan.json, weights.npz}, final/{...} and state.json; state.json is
+    written last, so it only ever names attempts whose files are complete."""
 
     def __init__(self, folder: str, fingerprint: str, seed: int):
         self.folder, self.fingerprint, self.seed = folder, fingerprint, seed
         self.state_path = os.path.join(folder, "state.json")
 
-    def _dir(self, step) -> str:
-        return os.path.join(self.folder, step if isinstance(step, str) else f"step_{step:03d}")
+    def _dir(self, step, retry: int = 0) -> str:
+        if isinstance(step, str):
+            return os.path.join(self.folder, step)
+        return os.path.join(self.folder, f"step_{step:03d}" + (f"_retry_{retry}" if retry else ""))
 
     def load_state(self) -> dict | None:
         if not os.path.exists(self.state_path):
@@ -275,13 +295,14 @@ class _Checkpoints:
                              "this one) to start afresh")
         return state
 
-    def save_net(self, step, plan: Plan, weights: Mapping[str, np.ndarray]) -> None:
-        d = self._dir(step)
+    def save_net(self, step, plan: Plan, weights: Mapping[str, np.ndarray],
+                 retry: int = 0) -> None:
+        d = self._dir(step, retry)
         io.save_npz(os.path.join(d, "weights.npz"), dict(weights))
         plan.save(os.path.join(d, "plan.json"))
 
-    def load_net(self, step) -> tuple[Plan, dict[str, np.ndarray]]:
-        d = self._dir(step)
+    def load_net(self, step, retry: int = 0) -> tuple[Plan, dict[str, np.ndarray]]:
+        d = self._dir(step, retry)
         plan = Plan.load(os.path.join(d, "plan.json"))
         weights = io.load_npz(os.path.join(d, "weights.npz"))
         check_weights(plan, weights, where=os.path.join(d, "weights.npz"))
@@ -313,8 +334,12 @@ def _check_scores(plan: Plan, scores: Mapping[str, np.ndarray], criterion: str) 
                                  f"{g.width} finite numbers, got shape {s.shape}")
 
 
-def _fmt_line(e: dict, n0: int) -> str:
-    parts = [f"step {e['step']:3d}: neurons {e['neurons']}/{n0} "
+def _fmt_line(e: dict, n0: int, backtracks: int = 0) -> str:
+    head = f"step {e['step']:3d}: neurons"
+    if e.get("retry"):
+        head = (f"step {e['step']:3d} retry {e['retry']}/{backtracks}: removing {e['removed']} "
+                f"neuron(s) -> neurons")
+    parts = [f"{head} {e['neurons']}/{n0} "
              f"({100 * e['neurons_fraction']:.1f}%), FLOPs {100 * e['flops_fraction']:.1f}% "
              f"of start (all tasks)"]
     accs = []
@@ -333,6 +358,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
           criterion: str | Importance = "taylor",
           reference_accuracy: Mapping[str, float] | None = None,
           budget_points: float = 1.0,
+          backtracks: int = 2,
           target_flops_fraction: float | None = None,
           schedule=None,
           max_steps: int = 40,
@@ -356,6 +382,9 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
     `tasks` are the :class:`pam_tf.tasks.Task` objects of the plan's tasks; `train_data` and
     `val_data` are ``(x, {task: labels})``. `criterion` is 'taylor', 'vib', 'magnitude' or an
     :class:`Importance`. `reference_accuracy` (fractions, e.g. 0.975) is required in budget mode.
+    `backtracks` (budget mode only): how many times a step that leaves the budget is retried from
+    the last state inside it, each retry removing half as many neurons (FLOPs-aware: also at most
+    half the FLOPs) as the attempt before; 0 stops at the first such step.
     `schedule` is any tfmot ``PruningSchedule`` (default :func:`default_schedule`), evaluated at
     steps 1..`max_steps` (mind tfmot's default ``frequency=100``: pass ``frequency=1`` to prune at
     every step). Fine-tuning per step: `finetune_steps` mini-batches (or
@@ -389,6 +418,9 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         raise ValueError(f"ranking must be 'global' or 'per_layer', got {ranking!r}")
     if int(round_to) < 1:
         raise ValueError(f"round_to must be >= 1, got {round_to}")
+    if isinstance(backtracks, bool) or int(backtracks) != backtracks or backtracks < 0:
+        raise ValueError(f"backtracks must be an integer >= 0, got {backtracks!r}")
+    backtracks = int(backtracks)
     importance = criterion if isinstance(criterion, Importance) else make_importance(criterion)
     schedule = schedule if schedule is not None else default_schedule()
     table = _schedule_table(schedule, max_steps)
@@ -411,6 +443,10 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               "min_group_width": min_group_width, "unstructured_sparsity": unstructured_sparsity,
               "unstructured_steps": unstructured_steps, "seed": seed,
               "tasks": [t.name for t in tasks]}
+    if backtracks and not target_mode:
+        # only when it matters: a backtracks=0 run keeps the fingerprint of runs made before
+        # backtracking existed, so their checkpoints stay resumable
+        config["backtracks"] = backtracks
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = _Checkpoints(checkpoint_dir, _fingerprint(config, plan, weights, train, val), seed)
@@ -421,10 +457,12 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         return all(acc[t] >= reference[t] - budget_points / 100.0 - 1e-12 for t in reference
                    if t in acc)
 
-    def record(step: int, p: Plan, acc: dict[str, float], removed: int, sparsity: float) -> dict:
+    def record(step: int, p: Plan, acc: dict[str, float], removed: int, sparsity: float,
+               retry: int = 0, removed_flops: int = 0) -> dict:
         n, f = sum(p.widths()), _all_flops(p)
-        return {"step": step, "neurons": n, "neurons_fraction": n / n0, "removed": removed,
-                "flops": f, "flops_fraction": f / f0, "widths": p.widths(),
+        return {"step": step, "retry": retry, "neurons": n, "neurons_fraction": n / n0,
+                "removed": removed, "flops": f, "flops_fraction": f / f0,
+                "removed_flops": removed_flops, "widths": p.widths(),
                 "schedule_sparsity": sparsity, "accuracy": acc,
                 "reference": {t: reference[t] for t in acc if t in reference},
                 "within_budget": within(acc)}
@@ -470,13 +508,14 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
                            r["accuracy"], r["flops_fraction"])
     if state is not None:
         history = state["history"]
-        step = int(state["step"])
-        plan, weights = ckpt.load_net(step)
-        ok_step = state.get("last_ok_step")
-        ok = (plan, weights) if ok_step == step else \
-            (ckpt.load_net(ok_step) if ok_step is not None else None)
-        say(f"resuming from {checkpoint_dir}: step {step} completed "
-            f"({sum(plan.widths())}/{n0} neurons left)")
+        step, retry = int(state["step"]), int(state.get("retry", 0))
+        plan, weights = ckpt.load_net(step, retry)
+        ok_step, ok_retry = state.get("last_ok_step"), int(state.get("last_ok_retry", 0))
+        ok = (plan, weights) if (ok_step, ok_retry) == (step, retry) else \
+            (ckpt.load_net(ok_step, ok_retry) if ok_step is not None else None)
+        say(f"resuming from {checkpoint_dir}: step {step}"
+            + (f" retry {retry}" if retry else "")
+            + f" completed ({sum(plan.widths())}/{n0} neurons left)")
     else:
         _begin(seed)
         weights = finetune(plan, weights, tasks, train, steps=initial_finetune_steps,
@@ -484,14 +523,115 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         acc = evaluate(plan, weights, tasks, val)
         history = [record(0, plan, acc, 0, 0.0)]
         step = 0
-        ok_step = 0 if history[0]["within_budget"] is not False else None
+        ok_step, ok_retry = (0 if history[0]["within_budget"] is not False else None), 0
         ok = (plan, weights) if ok_step == 0 else None
         if ckpt is not None:
             ckpt.save_net(0, plan, weights)
-            ckpt.save_state(step=0, last_ok_step=ok_step, history=history, status="running")
-        say(_fmt_line(history[0], n0))
+            ckpt.save_state(step=0, retry=0, last_ok_step=ok_step, last_ok_retry=0,
+                            history=history, status="running")
+        say(_fmt_line(history[0], n0, backtracks))
 
     # ----- prune ------------------------------------------------------------------------------
+    ranked: dict[int, dict[str, np.ndarray]] = {}  # step -> ranking of the state it started from
+
+    def ranking_for(s: int, p: Plan, w: dict) -> dict[str, np.ndarray]:
+        """The criterion's ranking of state (p, w) for step s, under set_seed(seed + s).
+
+        A retry reuses the ranking of its step's first attempt (same state); after a resume it is
+        recomputed, identically, from the restored state."""
+        if s in ranked:
+            return ranked[s]
+        _begin(seed + s)
+        ctx = ImportanceContext(p, w, tasks, train[0], train[1], seed=seed + s)
+        scores = importance(ctx)
+        _check_scores(p, scores, importance.name)
+        rank = {k: np.asarray(v, np.float64) for k, v in scores.items()
+                if k in set(group_layer_names(p))}
+        if flops_aware:
+            cost = neuron_flops(p)
+            rank = {k: v / cost[k] for k, v in importance.to_positive(rank).items()}
+        ranked.clear()
+        ranked[s] = rank
+        return rank
+
+    def select(p: Plan, rank: Mapping[str, np.ndarray], n_remove: int,
+               flops_floor: float | None) -> tuple[dict[str, np.ndarray], int]:
+        """Keep masks removing up to n_remove lowest-ranked neurons (FLOPs-aware: only the
+        largest prefix, >= 1 neuron, that keeps >= flops_floor; target mode: only as many as
+        needed to reach the target); also the number of neurons the ranking offered."""
+        removal = choose_removal(p, rank, n_remove, ranking=ranking,
+                                 min_group_width=min_group_width)
+
+        def keep_for(k: int) -> dict[str, np.ndarray]:
+            keep = _keep_from(p, removal[:k])
+            if round_to > 1:
+                keep = round_keep(keep, rank, round_to, min_group_width)
+            return keep
+
+        limit = len(removal)
+        if flops_aware and flops_floor is not None and removal and \
+                _all_flops(_narrowed(p, keep_for(limit))) < flops_floor:
+            # FLOPs-aware ranking puts expensive neurons first, so a step is also capped at the
+            # schedule's fraction of the starting FLOPs: the largest prefix (>= 1 neuron) that
+            # keeps at least flops_floor. Without it one step can remove most conv channels.
+            lo, hi = 1, limit
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if _all_flops(_narrowed(p, keep_for(mid))) >= flops_floor:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            limit = lo
+        keep = keep_for(limit)
+        if target_mode and removal and _all_flops(_narrowed(p, keep)) <= target_flops:
+            lo, hi = 0, limit  # smallest prefix that reaches the target
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _all_flops(_narrowed(p, keep_for(mid))) <= target_flops:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            keep = keep_for(lo)
+        return keep, len(removal)
+
+    def retry_keep(last: dict, p: Plan, w: dict) -> dict[str, np.ndarray] | None:
+        """Keep masks for the next retry of last's step from the restored state (p, w): half the
+        neurons of the failed attempt `last` (FLOPs-aware: at most half its FLOPs); None when no
+        smaller removal is possible."""
+        n_prev = int(last["removed"])
+        if n_prev // 2 < 1:
+            return None
+        f_now = _all_flops(p)
+        floor_ = f_now - (f_now - last["flops"]) / 2.0 if flops_aware else None
+        keep, _ = select(p, ranking_for(last["step"], p, w), n_prev // 2, floor_)
+        n = int(sum((~m).sum() for m in keep.values()))
+        return keep if 0 < n < n_prev else None
+
+    def attempt(s: int, r: int, keep: dict[str, np.ndarray], sparsity: float) -> None:
+        """Remove, fine-tune and evaluate one attempt of step s (retry r) from (plan, weights);
+        record and checkpoint it; it becomes the current state."""
+        nonlocal plan, weights, step, ok_step, ok_retry, ok
+        if r > 0:
+            _begin(seed + s + RETRY_SEED_OFFSET * r)
+        n_removed = int(sum((~m).sum() for m in keep.values()))
+        f_before = _all_flops(plan)
+        plan, weights = remove_neurons(plan, weights, keep, meta={
+            "pruned_from": start_plan.method, "prune_criterion": importance.name,
+            "prune_step": s})
+        weights = finetune(plan, weights, tasks, train, steps=finetune_steps,
+                           batch_size=batch_size, lr=lr, seed=seed + s + RETRY_SEED_OFFSET * r)
+        acc = evaluate(plan, weights, tasks, val)
+        step = s
+        history.append(record(s, plan, acc, n_removed, sparsity, r,
+                              f_before - _all_flops(plan)))
+        if history[-1]["within_budget"] is not False:
+            ok_step, ok_retry, ok = s, r, (plan, weights)
+        if ckpt is not None:
+            ckpt.save_net(s, plan, weights, retry=r)
+            ckpt.save_state(step=s, retry=r, last_ok_step=ok_step, last_ok_retry=ok_retry,
+                            history=history, status="running")
+        say(_fmt_line(history[-1], n0, backtracks))
+
     while True:
         last = history[-1]
         if not target_mode and last["within_budget"] is False:
@@ -504,9 +644,26 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
                 return finish("unpruned_outside_budget", msg, 0, plan, weights, history,
                               last["accuracy"])
             p, w = ok
-            ok_entry = next(e for e in history if e["step"] == ok_step)
-            msg = (f"step {last['step']} left the {budget_points}-point budget ({refs}); "
-                   f"returning step {ok_step}")
+            tried = int(last.get("retry", 0))
+            keep = retry_keep(last, p, w) if tried < backtracks else None
+            if keep is not None:  # backtrack: retry the step from the last state inside
+                plan, weights = p, w
+                attempt(last["step"], tried + 1, keep, last["schedule_sparsity"])
+                continue
+            ok_entry = next(e for e in reversed(history)
+                            if (e["step"], e.get("retry", 0)) == (ok_step, ok_retry))
+            if tried == 0 and backtracks == 0:
+                msg = (f"step {last['step']} left the {budget_points}-point budget ({refs}); "
+                       f"returning step {ok_step}")
+            else:
+                sizes = [e["removed"] for e in history if e["step"] == last["step"]]
+                why = "" if tried == backtracks else \
+                    "; no retry with fewer neurons was possible"
+                msg = (f"step {last['step']} left the {budget_points}-point budget with each of "
+                       f"{tried + 1} attempt(s) ({tried} of at most {backtracks} retries; "
+                       f"removing {', '.join(map(str, sizes))} neurons{why}); last attempt "
+                       f"{refs}; returning step {ok_step}"
+                       + (f" (retry {ok_retry})" if ok_retry else ""))
             return finish("budget", msg, ok_step, p, w, history, ok_entry["accuracy"])
         if target_mode and last["flops"] <= target_flops:
             msg = (f"all-task FLOPs {100 * last['flops_fraction']:.1f}% of start <= target "
@@ -514,14 +671,21 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
             return finish("target_reached", msg, last["step"], plan, weights, history,
                           last["accuracy"])
 
+        # after a successful retry, the next pruning step removes at least what it did
+        min_n = int(last["removed"]) if not target_mode and last.get("retry", 0) else 0
+        min_f = float(last.get("removed_flops", 0)) if min_n else 0.0
         removed_so_far = n0 - sum(plan.widths())
         s, n_remove, sparsity = step + 1, 0, 0.0
         flops_floor = 0.0  # FLOPs-aware steps stop removing before FLOPs fall below this
         while s <= max_steps:
             should, sparsity = table[s]
             n_remove = int(round(sparsity * n0)) - removed_so_far if should else 0
+            if should and min_n:
+                n_remove = max(n_remove, min_n)
             if n_remove > 0:
                 flops_floor = (1.0 - sparsity) * f0
+                if min_n:
+                    flops_floor = min(flops_floor, last["flops"] - min_f)
                 break
             if target_mode and not any(sh and round(sp * n0) > removed_so_far
                                        for sh, sp in table[s:max_steps + 1]):
@@ -540,66 +704,14 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
             return finish("exhausted", REASONS["exhausted"], step, plan, weights, history,
                           last["accuracy"])
 
-        _begin(seed + s)
-        ctx = ImportanceContext(plan, weights, tasks, train[0], train[1], seed=seed + s)
-        scores = importance(ctx)
-        _check_scores(plan, scores, importance.name)
-        rank = {k: np.asarray(v, np.float64) for k, v in scores.items()
-                if k in set(group_layer_names(plan))}
-        if flops_aware:
-            cost = neuron_flops(plan)
-            rank = {k: v / cost[k] for k, v in importance.to_positive(rank).items()}
-        removal = choose_removal(plan, rank, n_remove, ranking=ranking,
-                                 min_group_width=min_group_width)
-
-        def keep_for(k: int) -> dict[str, np.ndarray]:
-            keep = _keep_from(plan, removal[:k])
-            if round_to > 1:
-                keep = round_keep(keep, rank, round_to, min_group_width)
-            return keep
-
-        limit = len(removal)
-        if flops_aware and removal and _all_flops(_narrowed(plan, keep_for(limit))) < flops_floor:
-            # FLOPs-aware ranking puts expensive neurons first, so a step is also capped at the
-            # schedule's fraction of the starting FLOPs: the largest prefix (>= 1 neuron) that
-            # keeps at least flops_floor. Without it one step can remove most conv channels.
-            lo, hi = 1, limit
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if _all_flops(_narrowed(plan, keep_for(mid))) >= flops_floor:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            limit = lo
-        keep = keep_for(limit)
-        if target_mode and removal and _all_flops(_narrowed(plan, keep)) <= target_flops:
-            lo, hi = 0, limit  # smallest prefix that reaches the target
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if _all_flops(_narrowed(plan, keep_for(mid))) <= target_flops:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            keep = keep_for(lo)
+        ranked.clear()
+        keep, offered = select(plan, ranking_for(s, plan, weights), n_remove, flops_floor)
         n_removed = int(sum((~m).sum() for m in keep.values()))
         if n_removed == 0:
-            if not removal:
+            if not offered:
                 return finish("exhausted", REASONS["exhausted"], step, plan, weights, history,
                               last["accuracy"])
             # rounding put every chosen neuron back: nothing changes at this schedule step
             step = s
             continue
-        plan, weights = remove_neurons(plan, weights, keep, meta={
-            "pruned_from": start_plan.method, "prune_criterion": importance.name,
-            "prune_step": s})
-        weights = finetune(plan, weights, tasks, train, steps=finetune_steps,
-                           batch_size=batch_size, lr=lr, seed=seed + s)
-        acc = evaluate(plan, weights, tasks, val)
-        step = s
-        history.append(record(s, plan, acc, n_removed, sparsity))
-        if history[-1]["within_budget"] is not False:
-            ok_step, ok = s, (plan, weights)
-        if ckpt is not None:
-            ckpt.save_net(s, plan, weights)
-            ckpt.save_state(step=s, last_ok_step=ok_step, history=history, status="running")
-        say(_fmt_line(history[-1], n0))
+        attempt(s, 0, keep, sparsity)
