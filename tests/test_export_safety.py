@@ -1,8 +1,6 @@
 """Nothing half-done: refused inputs write nothing, interrupted exports publish nothing."""
 import json
-import os
 
-import numpy as np
 import pytest
 
 from pam_tf.export import ManifestError, export_all, load_manifest

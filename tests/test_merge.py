@@ -1,5 +1,4 @@
 """Merge stage: PAM plans from real (tiny, trained) networks, and the trivial producers."""
-import numpy as np
 import pytest
 
 from pam_tf.build import build_model, inherit_weights, output_dict

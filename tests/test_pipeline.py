@@ -9,7 +9,6 @@ import subprocess
 import sys
 import zipfile
 
-import numpy as np
 import pytest
 
 from pam_tf.compat import keras
