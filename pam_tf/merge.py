@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pam_tf.chain import TracedModel, check_same_chain, layer_activation_model
-from pam_tf.information import reduce_conv
+from pam_tf.information import pairwise_sq_dists, reduce_conv
 from pam_tf.plan import Plan, no_merge_plan, plan_from_owners, shared_plan
 from pam_tf.regroup import regroup_layer
 from pam_tf.tasks import Task
@@ -32,9 +32,17 @@ class PamConfig:
     the layer's whole information about the task (α_t = alpha · I(all neurons; Y_t)); the default
     0.05 follows the feasibility run in method.md §11, where 0.02-0.2 gave similar groupings and
     absolute α values meant different things in different layers (the KDE bound saturates).
+
+    sigma2_scale: ``"absolute"`` uses σ² as given (the paper's 0.1). ``"layer"`` uses
+    σ²_l = sigma2 · median squared distance between the layer's samples, so the noise scale
+    follows the activation scale: with ReLU activations in the tens, an absolute σ² = 0.1 makes
+    every sample isolated, the bound saturates at the labels' entropy for *any* label, and every
+    neuron looks informative about every task (on `composite`, dense layers then end up almost
+    all in the all-task group; with "layer" they split into digit+parity and garment+category).
     """
 
     mode: str = "paper"
+    sigma2_scale: str = "absolute"
     alpha_conv: float = 0.05
     alpha_dense: float = 0.05
     relative: bool = True
@@ -44,6 +52,17 @@ class PamConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def layer_sigma2(acts: np.ndarray, sigma2: float, scale: str) -> float:
+    """σ² for one layer: as given, or relative to the layer's median squared sample distance."""
+    if scale == "absolute":
+        return float(sigma2)
+    if scale != "layer":
+        raise ValueError(f"sigma2_scale must be 'absolute' or 'layer', got {scale!r}")
+    d = pairwise_sq_dists(acts)
+    median = float(np.median(d[np.triu_indices(len(d), 1)]))
+    return float(sigma2) * median if median > 0 else float(sigma2)
 
 
 def pooled_activations(models: Sequence, traced: Sequence[TracedModel], x: np.ndarray,
@@ -82,12 +101,13 @@ def pam_plan_from_activations(traced: Sequence[TracedModel], tasks: Sequence[Tas
     for l, layer in enumerate(chain.hidden):
         start = time.perf_counter()
         alpha = config.alpha_conv if layer.kind == "conv" else config.alpha_dense
+        sigma2 = layer_sigma2(acts[l], config.sigma2, config.sigma2_scale)
         grouping = regroup_layer(acts[l], task_labels, alpha, mode=config.mode,
-                                 sigma2=config.sigma2, relative=config.relative)
+                                 sigma2=sigma2, relative=config.relative)
         owners.append(grouping.owners)
         sizes = {"+".join(tasks[i].name for i in sorted(k)): len(v)
                  for k, v in grouping.groups().items()}
-        layer_meta.append({"layer": layer.name, "alpha": grouping.alpha_used,
+        layer_meta.append({"layer": layer.name, "alpha": grouping.alpha_used, "sigma2": sigma2,
                            "information": grouping.layer_information,
                            "dropped": len(grouping.dropped()), "groups": sizes,
                            "seconds": round(time.perf_counter() - start, 3)})

@@ -54,6 +54,7 @@ class RunConfig:
     alpha: float = 0.05
     alpha_relative: bool = True
     sigma2: float = 0.1
+    sigma2_scale: str = "absolute"
     info_samples: int = 128
     criterion: str = "taylor"
     budget: float = 1.0
@@ -371,9 +372,13 @@ class Pipeline:
         arrays.update({f"y_{t.name}": y[t.name] for t in self.tasks})
         io.save_npz(self.run.path("information.npz"), arrays)
         chain = self.traced[0].chain
-        info = {"samples": int(len(x)), "sigma2": c.sigma2, "reduce": "max", "layers": []}
+        from pam_tf.merge import layer_sigma2
+
+        info = {"samples": int(len(x)), "sigma2": c.sigma2, "sigma2_scale": c.sigma2_scale,
+                "reduce": "max", "layers": []}
         for l, layer in enumerate(chain.hidden):
-            per_task = layer_task_information(acts[l], labels, c.sigma2)
+            per_task = layer_task_information(acts[l], labels,
+                                              layer_sigma2(acts[l], c.sigma2, c.sigma2_scale))
             info["layers"].append({"layer": layer.name, "neurons": int(acts[l].shape[1]),
                                    "information": dict(zip([t.name for t in self.tasks],
                                                            map(float, per_task)))})
@@ -393,7 +398,8 @@ class Pipeline:
             acts = [data[f"acts_{l}"] for l in range(len(self.traced[0].chain.hidden))]
             y = {t.name: data[f"y_{t.name}"] for t in self.tasks}
             cfg = PamConfig(mode=c.mode, alpha_conv=c.alpha, alpha_dense=c.alpha,
-                            relative=c.alpha_relative, sigma2=c.sigma2, samples=c.info_samples)
+                            relative=c.alpha_relative, sigma2=c.sigma2,
+                            sigma2_scale=c.sigma2_scale, samples=c.info_samples)
             plan = pam_plan_from_activations(self.traced, self.tasks, acts, y, cfg, self.log)
         else:
             plan = trivial_plan(method, self.traced, self.tasks)

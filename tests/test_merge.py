@@ -72,3 +72,25 @@ def test_head_that_does_not_fit_its_task_is_named(trained):
         check_heads_match_tasks([traced[0], traced[0]], ds.tasks[:2], ["a.keras", "x.keras"])
     with pytest.raises(ValueError, match="1 models for 2 tasks"):
         check_heads_match_tasks(traced[:1], ds.tasks[:2])
+
+
+def test_layer_sigma2_follows_the_activation_scale():
+    import numpy as np
+
+    from pam_tf.merge import layer_sigma2
+
+    acts = np.random.default_rng(0).random((32, 5))
+    assert layer_sigma2(acts, 0.1, "absolute") == 0.1
+    scaled = layer_sigma2(acts * 10, 0.1, "layer")
+    assert np.isclose(scaled, 100 * layer_sigma2(acts, 0.1, "layer"))
+    with pytest.raises(ValueError, match="sigma2_scale must be 'absolute' or 'layer'"):
+        layer_sigma2(acts, 0.1, "global")
+
+
+def test_pam_plan_with_layer_relative_sigma2_records_it(trained):
+    ds, models, traced = trained
+    x, y = info_batch(ds)
+    plan = pam_plan(models, traced, ds.tasks[:2], x, y, PamConfig(sigma2_scale="layer"),
+                    progress=lambda s: None)
+    assert all(l["sigma2"] > 0 for l in plan.meta["layers"])
+    assert plan.meta["pam"]["sigma2_scale"] == "layer"
