@@ -2,6 +2,7 @@
 
     python benchmarks/pam_groups.py --suite fashion2                  # the shipped LeNet-5 pair
     python benchmarks/pam_groups.py --suite composite --mode subsets  # trains 4 nets (cached)
+    python benchmarks/pam_groups.py --suite composite --mode subsets --sigma2_scale layer
 
 For suites without shipped models, single-task LeNet-5 nets are trained once (seeded) and cached
 under $PAM_TF_DATA_DIR/models/. Results go to benchmarks/results/pam_groups_<suite>_<mode>.json.
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--absolute", action="store_true", help="alpha in nats, not relative")
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--sigma2", type=float, default=0.1)
+    ap.add_argument("--sigma2_scale", default="absolute", choices=["absolute", "layer"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -66,14 +68,14 @@ def main() -> None:
     x, y = ds.info_batch(args.samples, seed=args.seed)
     cfg = PamConfig(mode=args.mode, alpha_conv=args.alpha, alpha_dense=args.alpha,
                     relative=not args.absolute, samples=args.samples,
-                    sigma2=args.sigma2)
+                    sigma2=args.sigma2, sigma2_scale=args.sigma2_scale)
     start = time.perf_counter()
     plan = pam_plan(models, traced, ds.tasks, x, y, cfg)
     seconds = time.perf_counter() - start
     b1 = trivial_plan("none", traced, ds.tasks)
     result = {
         "suite": ds.suite, "mode": args.mode, "alpha": args.alpha, "relative": not args.absolute,
-        "samples": args.samples, "sigma2": args.sigma2, "data_checksum": ds.checksum, "seconds": round(seconds, 2),
+        "samples": args.samples, "sigma2": args.sigma2, "sigma2_scale": args.sigma2_scale, "data_checksum": ds.checksum, "seconds": round(seconds, 2),
         "single_task_accuracy": {t.name: s.get("accuracy") for t, (_, s) in
                                  zip(ds.tasks, loaded)},
         "groups": {layer.name: {g.key.replace(".", "+"): g.width for g in groups}
@@ -83,7 +85,9 @@ def main() -> None:
                   for c in plan.combinations()},
     }
     out = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                   f"pam_groups_{args.suite}_{args.mode}.json")
+                                   f"pam_groups_{args.suite}_{args.mode}"
+                                   + ("_sigma2_layer" if args.sigma2_scale == "layer" else "")
+                                   + ".json")
     io.write_json(out, result)
     print(json.dumps(result["groups"], indent=1))
     for c, v in result["flops"].items():
