@@ -54,7 +54,7 @@ class RunConfig:
     alpha: float = 0.05
     alpha_relative: bool = True
     sigma2: float = 0.1
-    sigma2_scale: str = "absolute"
+    sigma2_scale: str = "layer"
     info_samples: int = 128
     criterion: str = "taylor"
     budget: float = 1.0

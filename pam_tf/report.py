@@ -217,7 +217,8 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
 
     if information:
         lines += ["", "## Information per layer", "",
-                  f"KDE upper bound, σ² = {information.get('sigma2')}, "
+                  f"KDE upper bound, σ² = {information.get('sigma2')} "
+                  f"({information.get('sigma2_scale', 'absolute')} scale), "
                   f"{information.get('samples')} held-out samples, conv neurons by spatial max, "
                   "all n·d neurons of the layer, in nats.", "",
                   "| layer | neurons | " + " | ".join(f"I(layer; {t})" for t in tasks) + " |",

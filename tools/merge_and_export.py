@@ -33,7 +33,7 @@ flags.DEFINE_float("alpha", 0.05, "PAM alpha: fraction of a layer's information 
                    lower_bound=0.0)
 flags.DEFINE_bool("alpha_relative", True, "Read --alpha relative to each layer's information.")
 flags.DEFINE_float("sigma2", 0.1, "Noise variance of the KDE information estimate.", lower_bound=1e-6)
-flags.DEFINE_enum("sigma2_scale", "absolute", ["absolute", "layer"],
+flags.DEFINE_enum("sigma2_scale", "layer", ["absolute", "layer"],
                   "absolute: --sigma2 as given (the paper's); layer: --sigma2 times each layer's "
                   "median squared sample distance (avoids saturation with large activations).")
 flags.DEFINE_integer("info_samples", 128, "Held-out samples used to estimate information.",
@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     config = {name: FLAGS[name].value for name in (
-        "example", "models", "suite", "method", "mode", "alpha", "alpha_relative", "sigma2", "sigma2_scale",
+        "example", "models", "suite", "method", "mode", "alpha", "alpha_relative", "sigma2",
+        "sigma2_scale",
         "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize",
         "compare", "out", "seed", "benchmark", "train_samples", "finetune_steps",
         "max_prune_steps", "flops_aware", "bench_threads")}
