@@ -61,6 +61,7 @@ class RunConfig:
     target_flops: float | None = None
     combinations: tuple[str, ...] = ("all",)
     quantize: str = "float32"
+    layout: str = "split"
     compare: bool = True
     seed: int = 0
     benchmark: bool = True
@@ -503,6 +504,7 @@ class Pipeline:
         combos = parse_combinations(c.combinations, list(plan.tasks))
         export_all(plan, weights, os.path.join(out, "tflite"), tasks=self.tasks, x_test=x_test,
                    y_test=y_test, combinations=combos, quantize=c.quantize, seed=c.seed,
+                   layout=c.layout,
                    progress=lambda line: self.log(f"  {line}"))
         return {}
 

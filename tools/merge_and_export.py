@@ -45,6 +45,10 @@ flags.DEFINE_float("target_flops", None, "Prune to this fraction of FLOPs instea
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_list("combinations", ["all"], "Combinations to export: 'all' or e.g. a,b,a+b.")
 flags.DEFINE_enum("quantize", "float32", ["float32", "float16", "int8"], "TFLite weight format.")
+flags.DEFINE_enum("layout", "split", ["split", "fused"],
+                  "TFLite layout of a layer with several groups: one conv per group + concat "
+                  "(split, MACs as planned) or one conv with zero blocks (fused: fewer ops, more "
+                  "MACs; faster for tiny nets, see benchmarks/bench_layout.py).")
 flags.DEFINE_bool("compare", True, "Also run the no-merge baseline B1 for the report "
                   "(--nocompare to skip it).")
 flags.DEFINE_string("out", "runs/fashion2", "Output folder.")
@@ -86,7 +90,7 @@ def main(argv: list[str]) -> int:
     config = {name: FLAGS[name].value for name in (
         "example", "models", "suite", "method", "mode", "alpha", "alpha_relative", "sigma2",
         "sigma2_scale",
-        "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize",
+        "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize", "layout",
         "compare", "out", "seed", "benchmark", "train_samples", "finetune_steps",
         "max_prune_steps", "flops_aware", "bench_threads")}
     try:
