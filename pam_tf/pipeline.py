@@ -61,7 +61,7 @@ class RunConfig:
     target_flops: float | None = None
     combinations: tuple[str, ...] = ("all",)
     quantize: str = "float32"
-    layout: str = "split"
+    layout: str = "fused"
     compare: bool = True
     seed: int = 0
     benchmark: bool = True
