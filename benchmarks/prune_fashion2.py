@@ -14,12 +14,19 @@ Fine-tuning uses the first ``--n-train`` training images (a short run, not the p
 FLOPs follow the paper's convention (method.md §9) at the 28×28 input; MACs and weight
 parameters are reported too.
 
-Rows are merged into ``--out`` by (producer, criterion, variant = ranking [+flops_aware]): running
-``--producer pam`` later adds the PAM rows next to the B1 rows. Per-run checkpoints go to ``--checkpoint-root`` (default
-``runs/prune_fashion2``, git-ignored) so an interrupted benchmark resumes where it stopped.
+Rows are merged into ``--out`` by (producer, criterion, variant = ranking [+flops_aware]
+[+backtracksN]): running ``--producer pam`` later adds the PAM rows next to the B1 rows, and rows
+of other producers, criteria or variants are kept. ``--backtracks N`` (default 2) lets a pruning
+step that leaves the budget be retried up to N times with half the removal (see
+:func:`pam_tf.prune.prune`); ``--backtracks 0`` is the plain budget rule, whose rows keep the
+variant name they had before backtracking existed. Per-run checkpoints go to
+``--checkpoint-root`` (default ``runs/prune_fashion2``, git-ignored) so an interrupted benchmark
+resumes where it stopped.
 
     .venv/bin/python benchmarks/prune_fashion2.py --producer none
     .venv/bin/python benchmarks/prune_fashion2.py --producer pam --criteria taylor
+    .venv/bin/python benchmarks/prune_fashion2.py --producer pam --criteria taylor --flops-aware \
+        --backtracks 0
 """
 from __future__ import annotations
 
@@ -83,7 +90,16 @@ def _prune_args(args, criterion: str, checkpoint_dir: str | None) -> dict:
                 finetune_steps=args.finetune_steps, final_finetune_steps=args.final_finetune_steps,
                 batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
                 flops_aware=args.flops_aware, ranking=args.ranking, seed=args.seed,
-                checkpoint_dir=checkpoint_dir)
+                backtracks=args.backtracks, checkpoint_dir=checkpoint_dir)
+
+
+def _run_info(res) -> dict:
+    """What a PruneResult says about how pruning went (attempts, retries, why it stopped)."""
+    retries = [e for e in res.history if e.get("retry", 0) > 0]
+    return {"reason": res.reason, "step": res.step, "widths": res.plan.widths(),
+            "message": res.message, "attempts": len(res.history) - 1,
+            "retries": len(retries),
+            "successful_retries": sum(1 for e in retries if e["within_budget"])}
 
 
 def main(argv=None) -> int:
@@ -102,12 +118,17 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=20)
     p.add_argument("--ranking", choices=("global", "per_layer"), default="global")
     p.add_argument("--flops-aware", action="store_true")
+    p.add_argument("--backtracks", type=int, default=2,
+                   help="retries (each with half the removal) of a step that leaves the budget; "
+                        "0: stop at the first such step (default: %(default)s)")
     p.add_argument("--info-samples", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-root", default=os.path.join(ROOT, "runs", "prune_fashion2"))
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
                                                  "prune_fashion2.json"))
     args = p.parse_args(argv)
+    if args.backtracks < 0:
+        p.error("--backtracks must be >= 0")
     criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
     for c in criteria:
         if c not in CRITERIA:
@@ -134,11 +155,12 @@ def main(argv=None) -> int:
         reference["val"][t.name] = evaluate(sp, sw, [t], val)[t.name]
         reference["test"][t.name] = evaluate(sp, sw, [t], test)[t.name]
     unpruned = {t.name: _cost(singles[t.name][0].cost([t.name])) for t in tasks}
-    print(f"references (val / test): " + ", ".join(
+    print("references (val / test): " + ", ".join(
         f"{t} {100 * reference['val'][t]:.2f} / {100 * reference['test'][t]:.2f}%"
         for t in reference["val"]))
 
-    variant = args.ranking + ("+flops_aware" if args.flops_aware else "")
+    variant = (args.ranking + ("+flops_aware" if args.flops_aware else "")
+               + (f"+backtracks{args.backtracks}" if args.backtracks else ""))
     rows = []
     for criterion in criteria:
         start = time.perf_counter()
@@ -157,9 +179,7 @@ def main(argv=None) -> int:
             acc_val = {t.name: results[t.name].accuracy[t.name] for t in tasks}
             acc_test = {t.name: evaluate(results[t.name].plan, results[t.name].weights, [t],
                                          test)[t.name] for t in tasks}
-            info = {t.name: {"reason": results[t.name].reason, "step": results[t.name].step,
-                             "widths": results[t.name].plan.widths(),
-                             "message": results[t.name].message} for t in tasks}
+            info = {t.name: _run_info(results[t.name]) for t in tasks}
             combos = {"A": ["a"], "B": ["b"], "A&B": ["a", "b"]}
             combo_cost = {k: sum((cost[t] for t in v), Cost()) for k, v in combos.items()}
         else:
@@ -171,8 +191,7 @@ def main(argv=None) -> int:
                         **_prune_args(args, criterion, ck))
             acc_val = dict(res.accuracy)
             acc_test = evaluate(res.plan, res.weights, tasks, test)
-            info = {"merged": {"reason": res.reason, "step": res.step,
-                               "widths": res.plan.widths(), "message": res.message,
+            info = {"merged": {**_run_info(res),
                                "groups": [[(g.key, g.width) for g in groups]
                                           for groups in res.plan.layers]}}
             combos = {"A": ["a"], "B": ["b"], "A&B": ["a", "b"]}
@@ -181,7 +200,7 @@ def main(argv=None) -> int:
         for label, combo in combos.items():
             rows.append({
                 "producer": args.producer, "criterion": criterion, "variant": variant,
-                "tasks": label,
+                "backtracks": args.backtracks, "tasks": label,
                 **_cost(combo_cost[label]),
                 "accuracy_val": {t: round(acc_val[t], 5) for t in combo},
                 "accuracy_test": {t: round(acc_test[t], 5) for t in combo},
@@ -222,6 +241,7 @@ def main(argv=None) -> int:
         "final_finetune_steps": args.final_finetune_steps, "vib_steps": args.vib_steps,
         "batch_size": args.batch_size, "lr": args.lr, "max_steps": args.max_steps,
         "ranking": args.ranking, "flops_aware": args.flops_aware, "seed": args.seed,
+        "backtracks": args.backtracks,
         "schedule": "default: tfmot PolynomialDecay 0.10 -> 0.95 of the starting neurons, "
                     "steps 1..20, power 3",
         "command": "python benchmarks/prune_fashion2.py " + " ".join(argv or sys.argv[1:]),

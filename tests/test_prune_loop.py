@@ -151,8 +151,8 @@ def test_budget_stops_at_the_last_state_inside_it(setup):
     if result.reason == "budget":
         assert result.history[-1]["within_budget"] is False
         assert result.step < result.history[-1]["step"]
-    kept = next(e for e in result.history if e["step"] == result.step)
-    assert kept["within_budget"] and sum(result.plan.widths()) == kept["neurons"]
+    kept = next(e for e in result.history if e["step"] == result.step and e["within_budget"])
+    assert sum(result.plan.widths()) == kept["neurons"]
 
 
 def test_fixed_target_reaches_the_flops_target(setup):
@@ -221,3 +221,168 @@ def test_checkpoint_files_are_written_per_step(setup, tmp_path):
         schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1), max_steps=1)
     assert sorted(os.listdir(tmp_path)) == ["final", "state.json", "step_000", "step_001"]
     assert sorted(os.listdir(tmp_path / "step_001")) == ["plan.json", "weights.npz"]
+
+
+# ----- backtracking ---------------------------------------------------------------------------
+# The loop's accuracy comes from `evaluate`; replacing it by a rule on the network's size makes
+# every budget decision deterministic (fine-tuning and the criterion stay real, so resume checks
+# still compare real weights). Tiny plan: 52 hidden neurons.
+MIN_NEURONS = 30
+
+
+def fake_evaluate(plan, weights, tasks, data, batch_size=512):
+    """Accuracy 1 while the network keeps >= MIN_NEURONS neurons, else 0.5 (outside a budget of
+    0.5 points below reference 1)."""
+    acc = 1.0 if sum(plan.widths()) >= MIN_NEURONS else 0.5
+    return {t: acc for t in plan.tasks}
+
+
+class TableSchedule:
+    """A PruningSchedule stand-in: prune at every step s >= 1 to sparsity table[s] (the last
+    entry after the table's end)."""
+
+    def __init__(self, *sparsities):
+        self.table = sparsities
+
+    def __call__(self, step):
+        s = int(step)
+        return s >= 1, self.table[min(s, len(self.table) - 1)]
+
+    def get_config(self):
+        return {"table": list(self.table)}
+
+
+# 52 neurons: step 1 -> 13 gone (39 left, inside); step 2 wants 26 gone (26 left: outside), its
+# retry removes 6 (33 left: inside); step 3 wants 29 gone: 10 (23), 5 (28) outside, 2 (31) inside;
+# step 4 wants 29 gone: 8, 4, 2 all outside -> stop, return step 3 retry 2.
+BACKTRACK = dict(schedule=TableSchedule(0.0, 0.25, 0.5, 0.55), max_steps=4, budget_points=0.5)
+EXPECTED = [(0, 0, 0, True), (1, 0, 13, True), (2, 0, 13, False), (2, 1, 6, True),
+            (3, 0, 10, False), (3, 1, 5, False), (3, 2, 2, True),
+            (4, 0, 8, False), (4, 1, 4, False), (4, 2, 2, False)]
+
+
+def run_bt(setup, **kwargs):
+    ref = {t: 1.0 for t in setup[0].tasks}
+    return run(setup, reference_accuracy=ref, **{**BACKTRACK, **kwargs})
+
+
+def attempts(result):
+    return [(e["step"], e["retry"], e["removed"], e["within_budget"]) for e in result.history]
+
+
+def same_result(a, b):
+    assert a.plan == b.plan and a.reason == b.reason and a.step == b.step
+    assert a.message == b.message
+    assert set(a.weights) == set(b.weights)
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k], err_msg=k)
+    assert attempts(a) == attempts(b)
+    assert [e["widths"] for e in a.history] == [e["widths"] for e in b.history]
+
+
+@pytest.fixture(scope="module")
+def backtracked(setup):
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("pam_tf.prune.loop.evaluate", fake_evaluate)
+        result = run_bt(setup, backtracks=2, progress=lines.append)
+    return result, lines
+
+
+def test_backtracks_zero_stops_at_the_first_step_outside_the_budget(setup, monkeypatch):
+    """The rule before backtracking existed: the first failing step ends pruning, and the
+    returned state is bit for bit the one a run that never tried that step ends with."""
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", fake_evaluate)
+    lines = []
+    result = run_bt(setup, backtracks=0, progress=lines.append)
+    assert attempts(result) == EXPECTED[:3]
+    assert result.reason == "budget" and result.step == 1
+    assert result.message.startswith("step 2 left the 0.5-point budget (") and \
+        result.message.endswith("; returning step 1")
+    assert not any("retry" in x for x in lines)
+    short = run_bt(setup, backtracks=0, progress=None, max_steps=1)  # never tries step 2
+    assert short.reason == "max_steps"
+    assert short.plan == result.plan
+    for k in short.weights:
+        np.testing.assert_array_equal(short.weights[k], result.weights[k], err_msg=k)
+
+
+def test_backtracking_retries_a_failing_step_with_half_the_neurons_and_goes_on(backtracked):
+    result, lines = backtracked
+    assert attempts(result) == EXPECTED
+    assert result.reason == "budget" and result.step == 3
+    assert sum(result.plan.widths()) == 31 == result.history[6]["neurons"]
+    assert "3 attempt(s)" in result.message and "2 of at most 2 retries" in result.message
+    assert "removing 8, 4, 2 neurons" in result.message and "(retry 2)" in result.message
+    step_lines = [x for x in lines if x.startswith("step")]
+    assert len(step_lines) == len(EXPECTED)  # one progress line per attempt
+    assert step_lines[3].startswith("step   2 retry 1/2: removing 6 neuron(s) -> neurons 33/52")
+    assert not step_lines[3].endswith("OUTSIDE budget")
+    assert step_lines[5].startswith("step   3 retry 1/2: removing 5 neuron(s)")
+    assert step_lines[5].endswith("| OUTSIDE budget")
+    # a retry starts from the last state inside the budget, not from the failed attempt
+    for e, before in ((result.history[3], result.history[1]), (result.history[6],
+                                                              result.history[3])):
+        assert e["neurons"] == before["neurons"] - e["removed"]
+        assert e["removed_flops"] == before["flops"] - e["flops"] > 0
+
+
+def test_a_successful_retry_keeps_its_amount_as_the_next_steps_minimum(setup, monkeypatch):
+    """Step 1 retries 26 -> 13 neurons; the schedule then asks for less than already removed
+    (20 %), yet step 2 removes at least the retry's 13 instead of stalling."""
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", fake_evaluate)
+    result = run_bt(setup, schedule=TableSchedule(0.0, 0.5, 0.2), max_steps=2, backtracks=1,
+                    criterion="magnitude", progress=None)
+    assert attempts(result) == [(0, 0, 0, True), (1, 0, 26, False), (1, 1, 13, True),
+                                (2, 0, 13, False), (2, 1, 6, True)]
+    assert result.reason == "schedule_end" and sum(result.plan.widths()) == 33
+
+
+def test_flops_aware_retry_removes_at_most_half_the_failed_attempts_flops(setup, monkeypatch):
+    """FLOPs-aware steps here fail by removing one expensive conv channel; the retry then
+    removes one cheaper neuron (at most half those FLOPs) instead of giving up."""
+    start = setup[0].cost(setup[0].tasks).flops
+
+    def by_flops(plan, weights, tasks, data, batch_size=512):
+        acc = 1.0 if plan.cost(plan.tasks).flops >= 0.7 * start else 0.5
+        return {t: acc for t in plan.tasks}
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", by_flops)
+    result = run_bt(setup, flops_aware=True, criterion="magnitude", progress=None,
+                    finetune_steps=1)
+    retries = [(prev, e) for prev, e in zip(result.history, result.history[1:]) if e["retry"]]
+    assert len(retries) >= 3, attempts(result)
+    for prev, e in retries:  # prev: the failed attempt before this retry
+        assert 1 <= e["removed"] <= max(1, prev["removed"] // 2)
+        assert 0 < e["removed_flops"] <= prev["removed_flops"] / 2
+    assert any(prev["removed"] == e["removed"] == 1 and e["within_budget"]
+               for prev, e in retries), attempts(result)
+    assert result.flops_fraction >= 0.7 and result.step >= 3
+
+
+@pytest.mark.parametrize("stop_line", ["step   2:", "step   2 retry 1/2", "step   3 retry 1/2"])
+def test_resume_during_backtracking_gives_the_same_result(setup, backtracked, tmp_path,
+                                                          monkeypatch, stop_line):
+    """Interrupted after a failed first attempt (resume recomputes the ranking and retries),
+    after a successful retry, and after a failed retry: same plan and weights, bit for bit."""
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", fake_evaluate)
+    full, _ = backtracked
+
+    def stop(line):
+        if line.startswith(stop_line):
+            raise Interrupt(line)
+    with pytest.raises(Interrupt):
+        run_bt(setup, backtracks=2, checkpoint_dir=str(tmp_path), progress=stop)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["status"] == "running"
+    lines = []
+    resumed = run_bt(setup, backtracks=2, checkpoint_dir=str(tmp_path), progress=lines.append)
+    assert lines[0].startswith("resuming") and not any(x.startswith(stop_line) for x in lines)
+    same_result(resumed, full)
+    if "retry" in stop_line:
+        assert (tmp_path / f"step_00{stop_line[7]}_retry_1" / "weights.npz").exists()
+
+
+def test_backtracks_must_be_a_non_negative_integer(setup):
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="backtracks"):
+            run(setup, backtracks=bad, progress=None)

@@ -18,9 +18,12 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result).
 - **Backtracking** (budget mode, ``backtracks`` > 0): a step whose fine-tuned network leaves the
   budget does not end pruning at once. The last state inside the budget is restored and the step
-  is retried removing half as many neurons as the failed attempt (the lowest-ranked ones of the
-  same ranking, which is not recomputed) and, when FLOPs-aware, at most half the FLOPs the failed
-  attempt removed (at least one neuron). A retry inside the budget becomes the new state and
+  is retried with a smaller removal, taken from the same ranking (not recomputed): half as many
+  of the lowest-ranked neurons as the failed attempt removed; FLOPs-aware, at most half the
+  all-task FLOPs the failed attempt removed, taking neurons in ranking order but skipping any
+  whose removal would exceed that share, up to half as many neurons (at least one: a failed
+  attempt that removed one expensive conv channel is retried with one cheaper neuron). When no
+  smaller removal exists, no retry is made. A retry inside the budget becomes the new state and
   pruning goes on with the schedule: the next step again aims at the schedule's sparsity, so it
   also removes what the retry left out. As a guard against schedules that plateau, the first
   pruning step after a successful retry removes at least as many neurons (and, FLOPs-aware, as
@@ -554,6 +557,13 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         ranked[s] = rank
         return rank
 
+    def keep_without(p: Plan, rank: Mapping[str, np.ndarray],
+                     removal: Sequence[tuple[str, int]]) -> dict[str, np.ndarray]:
+        keep = _keep_from(p, removal)
+        if round_to > 1:
+            keep = round_keep(keep, rank, round_to, min_group_width)
+        return keep
+
     def select(p: Plan, rank: Mapping[str, np.ndarray], n_remove: int,
                flops_floor: float | None) -> tuple[dict[str, np.ndarray], int]:
         """Keep masks removing up to n_remove lowest-ranked neurons (FLOPs-aware: only the
@@ -563,10 +573,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
                                  min_group_width=min_group_width)
 
         def keep_for(k: int) -> dict[str, np.ndarray]:
-            keep = _keep_from(p, removal[:k])
-            if round_to > 1:
-                keep = round_keep(keep, rank, round_to, min_group_width)
-            return keep
+            return keep_without(p, rank, removal[:k])
 
         limit = len(removal)
         if flops_aware and flops_floor is not None and removal and \
@@ -595,17 +602,31 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         return keep, len(removal)
 
     def retry_keep(last: dict, p: Plan, w: dict) -> dict[str, np.ndarray] | None:
-        """Keep masks for the next retry of last's step from the restored state (p, w): half the
-        neurons of the failed attempt `last` (FLOPs-aware: at most half its FLOPs); None when no
-        smaller removal is possible."""
+        """Keep masks for the next retry of last's step from the restored state (p, w), smaller
+        than the failed attempt `last` (see the module docstring); None when there is none."""
         n_prev = int(last["removed"])
-        if n_prev // 2 < 1:
-            return None
+        if not flops_aware:
+            if n_prev // 2 < 1:
+                return None
+            keep, _ = select(p, ranking_for(last["step"], p, w), n_prev // 2, None)
+            n = int(sum((~m).sum() for m in keep.values()))
+            return keep if 0 < n < n_prev else None
+        rank = ranking_for(last["step"], p, w)
         f_now = _all_flops(p)
-        floor_ = f_now - (f_now - last["flops"]) / 2.0 if flops_aware else None
-        keep, _ = select(p, ranking_for(last["step"], p, w), n_prev // 2, floor_)
-        n = int(sum((~m).sum() for m in keep.values()))
-        return keep if 0 < n < n_prev else None
+        share = (f_now - last["flops"]) / 2.0  # the FLOPs this retry may remove
+        cap = max(1, n_prev // 2)
+        chosen: list[tuple[str, int]] = []
+        for cand in choose_removal(p, rank, sum(p.widths()), ranking=ranking,
+                                   min_group_width=min_group_width):
+            if len(chosen) >= cap:
+                break
+            trial = chosen + [cand]
+            if f_now - _all_flops(_narrowed(p, keep_without(p, rank, trial))) <= share:
+                chosen = trial
+        if not chosen:
+            return None
+        keep = keep_without(p, rank, chosen)
+        return keep if _all_flops(_narrowed(p, keep)) < f_now else None
 
     def attempt(s: int, r: int, keep: dict[str, np.ndarray], sparsity: float) -> None:
         """Remove, fine-tune and evaluate one attempt of step s (retry r) from (plan, weights);
