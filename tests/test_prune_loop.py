@@ -86,7 +86,7 @@ def test_finished_run_is_returned_from_its_checkpoint(setup, tmp_path):
 
 
 def test_heads_are_never_removed(setup, uninterrupted):
-    plan, weights = setup[0], setup[1]
+    plan = setup[0]
     result, _ = uninterrupted
     assert result.plan.heads == plan.heads
     for h in plan.heads:
