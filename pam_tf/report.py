@@ -67,7 +67,7 @@ def _save(fig, path: str) -> None:
 
 def plot_bars(path: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
               *, ylabel: str, title: str, errors: dict[str, Sequence[float]] | None = None,
-              reference: dict[str, float] | None = None) -> None:
+              reference: dict[str, float] | None = None, zoom: bool = False) -> None:
     """Grouped bar chart: one group per x label, one bar per series (None = missing)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups) + 2), 3.6))
@@ -89,7 +89,12 @@ def plot_bars(path: str, groups: Sequence[str], series: dict[str, Sequence[float
         for j, g in enumerate(groups):
             if g in reference:
                 ax.hlines(reference[g], j - 0.45, j + 0.45, colors="k", linestyles="--",
-                          label="unpruned single-task" if j == 0 else None)
+                          label="unpruned single-task (validation)" if j == 0 else None)
+    if zoom:  # differences of a point matter: do not start the axis at 0
+        vals = [v for values in series.values() for v in values if v is not None]
+        vals += list((reference or {}).values())
+        if vals:
+            ax.set_ylim(max(0.0, min(vals) - 2.0), min(100.0, max(vals) + 1.0))
     ax.set_xticks(x, groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -144,7 +149,7 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
                                else None for t in tasks]
     plot_bars(os.path.join(plots, "accuracy_per_task.png"), tasks, acc_series,
               ylabel="test accuracy (%)", title="Accuracy per task (exported TFLite files)",
-              reference={t: 100 * v for t, v in reference.items()})
+              reference={t: 100 * v for t, v in reference.items()}, zoom=True)
     have_latency = any(r.latency for r in results)
     if have_latency:
         plot_bars(os.path.join(plots, "latency_per_combination.png"), combos,
