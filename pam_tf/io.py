@@ -54,6 +54,17 @@ def write_json(path: str, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str, error: type[Exception] = ValueError, what: str = "file"):
+    """Parse a JSON file; a missing or malformed file raises `error` naming the path."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+
+
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Save arrays to a compressed .npz atomically."""
     with atomic_path(path) as tmp:

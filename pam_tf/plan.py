@@ -18,7 +18,6 @@ That order is also the input order of every group that reads them (method.md §6
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
@@ -202,14 +201,7 @@ class Plan:
 
     @staticmethod
     def load(path: str) -> "Plan":
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise PlanError(f"{path}: plan file not found") from None
-        except json.JSONDecodeError as e:
-            raise PlanError(f"{path}: not valid JSON ({e})") from None
-        return Plan.from_json(d, where=path)
+        return Plan.from_json(io.read_json(path, PlanError, "plan file"), where=path)
 
     def with_layers(self, layers: Sequence[Sequence[Group]], **meta) -> "Plan":
         """A copy with new groups (e.g. after pruning), groups put in canonical order."""

@@ -186,12 +186,6 @@ def load_manifest(path: str, *, verify_files: bool = True) -> dict:
     """
     if os.path.isdir(path):
         path = os.path.join(path, MANIFEST_NAME)
-    try:
-        with open(path, encoding="utf-8") as f:
-            m = json.load(f)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    m = io.read_json(path, ManifestError, "manifest")
     validate(m, where=path, root=os.path.dirname(os.path.abspath(path)) if verify_files else None)
     return m
