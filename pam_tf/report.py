@@ -210,7 +210,8 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
         p = r.prune
         lines.append(f"- **{r.label}**: {p.get('summary', 'no pruning summary')}")
     if reference:
-        lines.append("- Reference (unpruned single-task nets, validation split): "
+        lines.append("- Reference (unpruned single-task nets, on the validation half of the "
+                     "held-out split, which pruning decisions use): "
                      + ", ".join(f"{t}: {100 * v:.2f} %" for t, v in reference.items()))
 
     lines += ["", "## Groups per layer (" + primary.label + ")", "",
@@ -250,7 +251,9 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
     for k, v in config.items():
         lines.append(f"| {k} | `{v}` |")
     lines += ["", f"Data: suite `{inputs.get('suite')}`, checksum `{inputs.get('data_checksum')}`,"
-              f" {inputs.get('n_train')} train / {inputs.get('n_test')} test images.", ""]
+              f" {inputs.get('n_train')} train images; the held-out split is halved into "
+              f"{inputs.get('n_val')} validation images (pruning decisions) and "
+              f"{inputs.get('n_test')} test images (everything reported).", ""]
     for m in inputs.get("models", []):
         lines.append(f"- model `{m['path']}` (task `{m['task']}`), sha256 `{m['sha256'][:16]}…`")
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in
