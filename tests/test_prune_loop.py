@@ -386,3 +386,29 @@ def test_backtracks_must_be_a_non_negative_integer(setup):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="backtracks"):
             run(setup, backtracks=bad, progress=None)
+
+
+def test_empty_groups_lets_an_exclusive_group_vanish_but_never_starves_a_reader():
+    from pam_tf.prune.loop import _keep_from, _narrowed
+    from tests.test_prune_surgery import make_plan, tiny_pair
+
+    _, chain = tiny_pair()
+    pam = make_plan("pam", chain)  # one exclusive neuron per task in every layer
+    scores = {f"{layer.name}__{g.key}": (np.zeros(g.width) if len(g.owners) == 1
+                                         else np.ones(g.width))
+              for layer, groups in zip(chain.hidden, pam.layers) for g in groups}
+    n_exclusive = sum(g.width for groups in pam.layers for g in groups if len(g.owners) == 1)
+    def exclusive(removal):
+        return [name for name, _ in removal if name.split("__")[1] in ("t0", "t1")]
+
+    # each exclusive group has one neuron: without the option none goes, shared ones go instead
+    assert exclusive(choose_removal(pam, scores, n_exclusive, empty_groups=False)) == []
+    removal = choose_removal(pam, scores, n_exclusive, empty_groups=True)
+    assert len(exclusive(removal)) == n_exclusive  # all can go: the shared group feeds readers
+    for k in range(len(removal) + 1):  # every prefix leaves a valid plan
+        _narrowed(pam, _keep_from(pam, removal[:k]))
+    none = make_plan("none", chain)  # each group is the only input of its readers
+    scores = {f"{layer.name}__{g.key}": np.zeros(g.width)
+              for layer, groups in zip(chain.hidden, none.layers) for g in groups}
+    removal = choose_removal(none, scores, sum(none.widths()), empty_groups=True)
+    assert len(removal) == sum(none.widths()) - sum(len(groups) for groups in none.layers)

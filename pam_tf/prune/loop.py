@@ -10,7 +10,8 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   sparsity is the fraction of the *starting* plan's hidden neurons that must be gone by step s.
   The missing neurons are taken from the lowest-ranked ones (globally across layers, or the same
   fraction from each layer), every group keeps at least ``min_group_width`` neurons (so every
-  reader stays fed and no head loses its input), widths may be rounded up to a multiple of
+  reader stays fed and no head loses its input; with ``empty_groups`` a group may vanish when
+  all its readers read another group too), widths may be rounded up to a multiple of
   ``round_to``; then surgery (:func:`remove_neurons`), fine-tuning, evaluation.
 - **Budget mode** (default): continue while every task's validation accuracy stays within
   ``budget_points`` percentage points of its reference (its unpruned single-task net); return the
@@ -183,24 +184,46 @@ def neuron_flops(plan: Plan) -> dict[str, np.ndarray]:
 
 
 def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, *,
-                   ranking: str = "global", min_group_width: int = 1) -> list[tuple[str, int]]:
+                   ranking: str = "global", min_group_width: int = 1,
+                   empty_groups: bool = False) -> list[tuple[str, int]]:
     """The (group layer name, neuron index) pairs to remove, lowest score first.
 
     ``"global"`` ranks all hidden neurons together; ``"per_layer"`` removes from each layer a
     share of `n_remove` proportional to its width (largest remainders), ranked within the layer.
-    No group drops below `min_group_width`; ties break by layer, group and neuron order, so the
-    choice is deterministic.
+    No group drops below `min_group_width`, except that with `empty_groups` a group may lose its
+    last neuron (and disappear) when every group and head reading it still reads another group:
+    a merged layer then need not keep one neuron per owner set (PAM's exclusive conv1 channels
+    would otherwise cost as much as the whole of a pruned single-task conv1). Ties break by
+    layer, group and neuron order, so the choice is deterministic; every prefix of the returned
+    list leaves a valid plan.
     """
     entries = []  # (score, layer, group, neuron, name)
     room: dict[str, int] = {}
+    where: dict[str, tuple[int, int]] = {}
     widths = plan.widths()
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
         for gi, g in enumerate(groups):
             name = group_layer_name(layer, g)
             room[name] = max(0, g.width - min_group_width)
+            where[name] = (l, gi)
             s = np.asarray(scores[name], np.float64)
             entries.extend((float(s[j]), l, gi, j, name) for j in range(g.width))
     entries.sort(key=lambda e: e[:4])
+    emptied: set[tuple[int, int]] = set()
+
+    def can_empty(name: str) -> bool:
+        if not empty_groups or min_group_width > 1 or room[name] != 0:
+            return False
+        l, gi = where[name]  # room 0 with min_group_width 1: this is the group's last neuron
+        if (l, gi) in emptied:
+            return False
+        owners = set(plan.layers[l][gi].owners)
+        if l + 1 < len(plan.layers):
+            readers = [plan.readable(l + 1, r) for r in plan.layers[l + 1]
+                       if set(r.owners) <= owners]
+        else:
+            readers = [plan.head_inputs(t) for t in plan.layers[l][gi].owners]
+        return all(any(j != gi and (l, j) not in emptied for j in inputs) for inputs in readers)
 
     def take(candidates, quota):
         picked = []
@@ -209,6 +232,10 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
                 break
             if room[e[4]] > 0:
                 room[e[4]] -= 1
+                picked.append(e)
+            elif can_empty(e[4]):
+                emptied.add(where[e[4]])
+                room[e[4]] = -1
                 picked.append(e)
         return picked
 
@@ -375,6 +402,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
           flops_aware: bool = False,
           round_to: int = 1,
           min_group_width: int = 1,
+          empty_groups: bool = False,
           unstructured_sparsity: float | None = None,
           unstructured_steps: int = 100,
           checkpoint_dir: str | None = None,
@@ -446,6 +474,8 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               "min_group_width": min_group_width, "unstructured_sparsity": unstructured_sparsity,
               "unstructured_steps": unstructured_steps, "seed": seed,
               "tasks": [t.name for t in tasks]}
+    if empty_groups:  # only when set, so earlier checkpoints keep their fingerprint
+        config["empty_groups"] = True
     if backtracks and not target_mode:
         # only when it matters: a backtracks=0 run keeps the fingerprint of runs made before
         # backtracking existed, so their checkpoints stay resumable
@@ -570,7 +600,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         largest prefix, >= 1 neuron, that keeps >= flops_floor; target mode: only as many as
         needed to reach the target); also the number of neurons the ranking offered."""
         removal = choose_removal(p, rank, n_remove, ranking=ranking,
-                                 min_group_width=min_group_width)
+                                 min_group_width=min_group_width, empty_groups=empty_groups)
 
         def keep_for(k: int) -> dict[str, np.ndarray]:
             return keep_without(p, rank, removal[:k])
@@ -617,7 +647,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
         cap = max(1, n_prev // 2)
         chosen: list[tuple[str, int]] = []
         for cand in choose_removal(p, rank, sum(p.widths()), ranking=ranking,
-                                   min_group_width=min_group_width):
+                                   min_group_width=min_group_width, empty_groups=empty_groups):
             if len(chosen) >= cap:
                 break
             trial = chosen + [cand]
