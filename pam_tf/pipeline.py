@@ -71,6 +71,7 @@ class RunConfig:
     max_prune_steps: int = 40
     flops_aware: bool = True
     backtracks: int = 2
+    empty_groups: bool = True
     bench_threads: int = 1
 
     def to_json(self) -> dict:
@@ -455,7 +456,7 @@ class Pipeline:
                        finetune_steps=c.finetune_steps, max_steps=c.max_prune_steps,
                        initial_finetune_steps=4 * c.finetune_steps if merged else 0,
                        final_finetune_steps=2 * c.finetune_steps, flops_aware=c.flops_aware,
-                       backtracks=c.backtracks,
+                       backtracks=c.backtracks, empty_groups=c.empty_groups,
                        checkpoint_dir=checkpoint_dir, seed=c.seed,
                        progress=lambda line: self.log(f"  {label}: {line}"))
         if result.reason == "unpruned_outside_budget" and c.target_flops is None:

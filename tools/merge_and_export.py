@@ -61,6 +61,8 @@ flags.DEFINE_integer("train_samples", 12000, "Training images used to fine-tune 
 flags.DEFINE_integer("finetune_steps", 100, "Mini-batches of fine-tuning after each pruning step.",
                      lower_bound=1)
 flags.DEFINE_integer("max_prune_steps", 40, "Most pruning steps per network.", lower_bound=0)
+flags.DEFINE_bool("empty_groups", True, "Let pruning remove a whole group when every reader of it "
+                  "reads another group too (else each group keeps >= 1 neuron).")
 flags.DEFINE_integer("backtracks", 2, "Retries with half the removal when a pruning step leaves "
                      "the budget (0: stop at the first such step).", lower_bound=0)
 flags.DEFINE_bool("flops_aware", True, "Rank neurons by importance per FLOP they cost, weighted by "
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> int:
         "sigma2_scale",
         "info_samples", "criterion", "budget", "target_flops", "combinations", "quantize", "layout",
         "compare", "out", "seed", "benchmark", "train_samples", "finetune_steps",
-        "max_prune_steps", "flops_aware", "backtracks", "bench_threads")}
+        "max_prune_steps", "flops_aware", "backtracks", "empty_groups", "bench_threads")}
     try:
         out = run(**config)
     except InputError as e:
