@@ -133,7 +133,8 @@ def inherit_weights(plan: Plan, traced: Sequence[TracedModel]) -> dict[str, np.n
     return weights
 
 
-def _apply_ops(x, ops: Sequence[Op], prefix: str):
+def apply_ops(x, ops: Sequence[Op], prefix: str):
+    """Apply the weightless ops of the chain (pooling, flatten, global pooling) to `x`."""
     for i, op in enumerate(ops):
         name = f"{prefix}__{op.kind}{i}" if len(ops) > 1 else f"{prefix}__{op.kind}"
         if op.kind == "max_pool":
@@ -172,7 +173,7 @@ def build_model(plan: Plan, weights: dict[str, np.ndarray] | None = None,
     if weights is not None:
         check_weights(plan, weights)
     inputs = keras.Input(plan.chain.input_shape, name="image")
-    x0 = _apply_ops(inputs, plan.chain.pre, "input") if plan.chain.pre else inputs
+    x0 = apply_ops(inputs, plan.chain.pre, "input") if plan.chain.pre else inputs
     prev: dict[int, object] = {}
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
         outs: dict[int, object] = {}
@@ -191,7 +192,7 @@ def build_model(plan: Plan, weights: dict[str, np.ndarray] | None = None,
                 hook = group_hook(lname, g.width)
                 if hook is not None:
                     y = hook(y)
-            outs[gi] = _apply_ops(y, layer.post, lname) if layer.post else y
+            outs[gi] = apply_ops(y, layer.post, lname) if layer.post else y
         prev = outs
     outputs = []
     concat_cache = {}  # heads read the last hidden layer: fresh cache

@@ -84,3 +84,17 @@ def test_failed_export_into_a_new_folder_leaves_no_folder(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_all(plan, weights, str(tmp_path / "new" / "out"), progress=None)
     assert not (tmp_path / "new").exists()
+
+
+def test_scratch_left_by_a_killed_export_is_removed_by_the_next(tmp_path):
+    from tests.export_fixtures import pam2
+
+    plan, weights = pam2()[:2]
+    out = tmp_path / "out"
+    stale = out / ".export-tmp-killed"
+    stale.mkdir(parents=True)
+    (stale / "half.tflite").write_bytes(b"partial")
+    export_all(plan, weights, str(out), combinations=[("a",)], multi_signature=False,
+               progress=None)
+    assert not stale.exists()
+    assert load_manifest(str(out / "manifest.json"))["combinations"][0]["tasks"] == ["a"]

@@ -86,6 +86,15 @@ def _check_test_data(plan: Plan, tasks, x_test, y_test):
     return by_name, x, y
 
 
+def _remove_stale_scratch(out_dir: str, say: Callable[[str], object]) -> None:
+    """Scratch folders left by an export that was killed (no finally ran) are garbage: remove."""
+    for name in sorted(os.listdir(out_dir)):
+        path = os.path.join(out_dir, name)
+        if name.startswith(".export-tmp-") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            say(f"  removed {name}, left by an interrupted export")
+
+
 def export_all(plan: Plan, weights: dict[str, np.ndarray], out_dir: str, *,
                tasks: Sequence["Task"] | None = None,
                x_test: np.ndarray | None = None,
@@ -129,6 +138,7 @@ def export_all(plan: Plan, weights: dict[str, np.ndarray], out_dir: str, *,
 
     created = _missing_dirs(out_dir)
     os.makedirs(out_dir, exist_ok=True)
+    _remove_stale_scratch(out_dir, say)
     scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=out_dir)
     ok = False
     try:

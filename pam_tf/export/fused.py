@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pam_tf.build import _apply_ops, check_weights, group_layer_name
+from pam_tf.build import apply_ops, check_weights, group_layer_name
 from pam_tf.compat import keras
 from pam_tf.cost import Cost, neuron_layer_cost, total
 from pam_tf.plan import Plan
@@ -98,7 +98,7 @@ def build_fused_model(plan: Plan, weights: dict[str, np.ndarray], combo: Sequenc
     combo = plan.normalise_combination(combo)
     hidden, heads = fused_kernels(plan, weights, combo)
     inputs = keras.Input(plan.chain.input_shape, name="image")
-    x = _apply_ops(inputs, plan.chain.pre, "input") if plan.chain.pre else inputs
+    x = apply_ops(inputs, plan.chain.pre, "input") if plan.chain.pre else inputs
     for layer, (kernel, bias) in zip(plan.chain.hidden, hidden):
         lname = f"{layer.name}__fused"
         if layer.kind == "conv":
@@ -109,7 +109,7 @@ def build_fused_model(plan: Plan, weights: dict[str, np.ndarray], combo: Sequenc
             nl = keras.layers.Dense(kernel.shape[-1], activation=layer.activation, name=lname)
         x = nl(x)
         nl.set_weights([kernel, bias])
-        x = _apply_ops(x, layer.post, lname) if layer.post else x
+        x = apply_ops(x, layer.post, lname) if layer.post else x
     outputs = []
     for t, (kernel, bias, h) in heads.items():
         dense = keras.layers.Dense(h.units, activation=h.activation, name=t)
