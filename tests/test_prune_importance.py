@@ -2,13 +2,11 @@
 import numpy as np
 import pytest
 
-from pam_tf.build import inherit_weights
-from pam_tf.data.synthetic import make_synthetic
 from pam_tf.prune import (ImportanceContext, MagnitudeImportance, TaylorImportance,
                           VIBImportance, make_importance, neuron_flops)
-from pam_tf.prune.finetune import evaluate, finetune
+from pam_tf.prune.finetune import evaluate
 from pam_tf.prune.importance import group_layer_names
-from tests.test_prune_surgery import make_plan, tiny_pair
+from tests.test_prune_surgery import trained_pam
 
 # Planted dead neurons: incoming weights 0 and bias −1, so the post-ReLU activation is always 0.
 # One is a conv channel (read through max-pool + flatten by the dense layer), one a dense unit.
@@ -18,11 +16,7 @@ PLANTED = [("conv2__t0.t1", 2), ("fc3__t0.t1", 3)]
 @pytest.fixture(scope="module")
 def trained():
     """A PAM-like two-task net, briefly trained on the synthetic suite, with dead neurons."""
-    ds = make_synthetic(2, n_train=256, n_test=128, size=12, seed=0)
-    traced, chain = tiny_pair()
-    plan = make_plan("pam", chain)
-    weights = finetune(plan, inherit_weights(plan, traced), ds.tasks, (ds.x_train, ds.y_train),
-                       steps=40, batch_size=32, lr=3e-3, seed=0)
+    plan, weights, ds = trained_pam(n_train=256, n_test=128)
     for name, j in PLANTED:
         weights[f"{name}/kernel"][..., j] = 0.0
         weights[f"{name}/bias"][j] = -1.0

@@ -6,23 +6,17 @@ import numpy as np
 import pytest
 import tensorflow_model_optimization as tfmot
 
-from pam_tf.build import inherit_weights
-from pam_tf.data.synthetic import make_synthetic
 from pam_tf.prune import PruneResult, TaylorImportance, prune, sparsify, zero_fraction
-from pam_tf.prune.finetune import evaluate, finetune
+from pam_tf.prune.finetune import evaluate
 from pam_tf.prune.loop import choose_removal
-from tests.test_prune_surgery import make_plan, tiny_pair
+from tests.test_prune_surgery import trained_pam
 
 FAST = dict(finetune_steps=3, initial_finetune_steps=0, batch_size=32)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    ds = make_synthetic(2, n_train=192, n_test=96, size=12, seed=0)
-    traced, chain = tiny_pair()
-    plan = make_plan("pam", chain)
-    weights = finetune(plan, inherit_weights(plan, traced), ds.tasks, (ds.x_train, ds.y_train),
-                       steps=40, batch_size=32, lr=3e-3, seed=0)
+    plan, weights, ds = trained_pam(n_train=192, n_test=96)
     val = (ds.x_test, ds.y_test)
     ref = evaluate(plan, weights, ds.tasks, val)
     return plan, weights, ds.tasks, (ds.x_train, ds.y_train), val, ref

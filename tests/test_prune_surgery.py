@@ -47,6 +47,20 @@ def make_plan(kind: str, chain):
     raise ValueError(kind)
 
 
+def trained_pam(n_train: int, n_test: int):
+    """The pam-like plan of tiny_pair briefly fine-tuned on the synthetic suite: (plan, weights,
+    data set). Shared by the importance and loop tests."""
+    from pam_tf.data.synthetic import make_synthetic
+    from pam_tf.prune.finetune import finetune
+
+    ds = make_synthetic(2, n_train=n_train, n_test=n_test, size=12, seed=0)
+    traced, chain = tiny_pair()
+    plan = make_plan("pam", chain)
+    weights = finetune(plan, inherit_weights(plan, traced), ds.tasks, (ds.x_train, ds.y_train),
+                       steps=40, batch_size=32, lr=3e-3, seed=0)
+    return plan, weights, ds
+
+
 def random_keep(plan, seed=0, frac=0.5):
     """Keep about `frac` of every group's neurons, at least one, and remove at least one where
     the group has two or more."""
