@@ -27,25 +27,22 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pam_tf import io, zoo
+from pam_tf.build import inherit_weights
+from pam_tf.chain import check_same_chain, trace_model
+from pam_tf.export import convert, flatbuffer_cost, parity, runtime
+from pam_tf.export.fused import fused_cost
+from pam_tf.plan import plan_from_owners
+from pam_tf.tasks import Task
+
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pam_tf import io, zoo  # noqa: E402
-from pam_tf.build import inherit_weights  # noqa: E402
-from pam_tf.chain import check_same_chain, trace_model  # noqa: E402
-from pam_tf.export import convert, flatbuffer_cost, parity, runtime  # noqa: E402
-from pam_tf.export.fused import fused_cost  # noqa: E402
-from pam_tf.plan import plan_from_owners  # noqa: E402
-from pam_tf.tasks import Task  # noqa: E402
-
-from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 INPUT = (28, 28, 1)
 CONFIGS = {"lenet5": ("conv2", "fc3", "fc4"),

@@ -27,17 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pam_tf.information import task_information  # noqa: E402
-from pam_tf.regroup import (  # noqa: E402
+from pam_tf.information import task_information
+from pam_tf.regroup import (
     greedy_uninformative_set,
     greedy_uninformative_set_reference,
     neuron_sq_diffs,
     regroup_layer,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SIGMA2 = 0.1
 

@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pam_tf import io  # noqa: E402
-from pam_tf.chain import trace_model  # noqa: E402
-from pam_tf.data import load_suite  # noqa: E402
-from pam_tf.data.sources import data_dir  # noqa: E402
-from pam_tf.merge import PamConfig, pam_plan, trivial_plan  # noqa: E402
-from pam_tf.train import load_single_task_model, save_single_task_model, train_single_task  # noqa: E402
+from pam_tf import io
+from pam_tf.chain import trace_model
+from pam_tf.data import load_suite
+from pam_tf.data.sources import data_dir
+from pam_tf.merge import PamConfig, pam_plan, trivial_plan
+from pam_tf.train import load_single_task_model, save_single_task_model, train_single_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -36,19 +36,17 @@ import platform
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from pam_tf.compat import tf  # (sets up Keras 2 before anything else)
+from pam_tf import io
+from pam_tf.build import inherit_weights
+from pam_tf.chain import check_same_chain, trace_model
+from pam_tf.cost import Cost
+from pam_tf.data import load_suite
+from pam_tf.plan import Plan, no_merge_plan, shared_plan
+from pam_tf.prune import evaluate, make_importance, prune
+from pam_tf.train import load_single_task_model
 
-from pam_tf.compat import tf  # noqa: E402  (sets up Keras 2 before anything else)
-from pam_tf import io  # noqa: E402
-from pam_tf.build import inherit_weights  # noqa: E402
-from pam_tf.chain import check_same_chain, trace_model  # noqa: E402
-from pam_tf.cost import Cost  # noqa: E402
-from pam_tf.data import load_suite  # noqa: E402
-from pam_tf.plan import Plan, no_merge_plan, shared_plan  # noqa: E402
-from pam_tf.prune import evaluate, make_importance, prune  # noqa: E402
-from pam_tf.train import load_single_task_model  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PRODUCERS = ("none", "pam", "shared")
 CRITERIA = ("taylor", "vib", "magnitude")
