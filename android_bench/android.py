@@ -20,13 +20,14 @@ from android_bench.adb import Adb, connect, quote_command
 from android_bench.errors import (BenchError, BenchmarkFailedError, BinaryNotExecutableError,
                                   BinaryNotFoundError, DeviceDisconnectedError,
                                   MalformedOutputError, RunTimeoutError)
-from android_bench.models import ModelFile, ModelSet, sha256_file
+from android_bench.models import ModelFile, ModelSet
 from android_bench.parse import output_metrics, parse_benchmark_output
 from android_bench.plan import Cooldown, CpuProfile, PlanConfig, RunSpec, build_plan
 from android_bench.results import ResultsLog, check_and_write_meta
 from android_bench.summary import write_summaries
 from android_bench.sweep import Progress, RunOutcome, SweepReport, execute_plan
 from android_bench import sysfs
+from pam_tf.io import sha256_file
 
 REMOTE_ROOT = "/data/local/tmp/pam_tf_bench"
 REMOTE_BINARY = f"{REMOTE_ROOT}/benchmark_model"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from android_bench.errors import BenchError, DeviceDisconnectedError
+from android_bench.errors import USER_ERRORS, DeviceDisconnectedError
 from android_bench.plan import DELEGATE_FLAGS, Cooldown, CpuProfile, PlanConfig
 from android_bench.sweep import SweepReport
 
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted: finished runs are saved in {getattr(args, 'out', '?')}; rerun the same command "
               "to resume", file=sys.stderr)
         return 130
-    except BenchError as e:
+    except USER_ERRORS as e:
         partial = getattr(e, "report", None)
         if partial is not None:
             for path in partial.summary_paths.values():

@@ -1,10 +1,14 @@
 """Every fault the harness reports to a user, one class each.
 
 The CLI turns these into one-line messages; tests match the classes and exact messages. All derive
-from :class:`BenchError` so callers can catch "anything the harness understood" in one place and
-let real bugs (everything else) surface with a traceback.
+from :class:`BenchError`, except :class:`ManifestError`: that is the one class of the manifest
+format (:mod:`pam_tf.manifest_format`), shared with the exporter that writes manifests. Callers
+catch "anything the harness understood" in one place with ``except USER_ERRORS`` and let real
+bugs (everything else) surface with a traceback.
 """
 from __future__ import annotations
+
+from pam_tf.manifest_format import ManifestError
 
 
 class BenchError(Exception):
@@ -59,8 +63,11 @@ class BenchmarkFailedError(BenchError):
     """benchmark_model ran and reported its own failure (e.g. "Benchmarking failed.")."""
 
 
-class ManifestError(BenchError):
-    """The manifest or models folder is unusable."""
+class PlanError(BenchError):
+    """Bad run-plan settings (unknown delegate, unknown core group, ...).
+
+    The plan of a benchmark sweep (:mod:`android_bench.plan`); not :class:`pam_tf.plan.PlanError`,
+    which is about merge plans."""
 
 
 class ResultsMismatchError(BenchError):
@@ -69,3 +76,8 @@ class ResultsMismatchError(BenchError):
 
 class HostModeError(BenchError):
     """A host-mode request that cannot be honoured (e.g. GPU delegate on the host)."""
+
+
+#: What the harness understands and reports in one line (ManifestError: the manifest or models
+#: folder is unusable).
+USER_ERRORS: tuple[type[Exception], ...] = (BenchError, ManifestError)

@@ -7,16 +7,19 @@ folder makes every file its own one-file combination.
 
 Each distinct file is timed once per setting and repeat, even when several combinations list it;
 files are identified by their sha256, which also feeds the run ids used for resuming.
+
+The manifest format is pam-tf's (:mod:`pam_tf.manifest_format`: version, error class); this reader
+is deliberately lenient: it needs only ``combinations[*].files`` (hand-written manifests and other
+exporters work too) and identifies files by the sha256 it computes, not by recorded ones.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from android_bench.errors import ManifestError
+from pam_tf.io import read_json, sha256_file
+from pam_tf.manifest_format import MANIFEST_VERSION, ManifestError
 
 #: Manifest fields copied into the combination summary when present.
 COMBINATION_META_KEYS = ("flops", "macs", "params", "bytes", "gzip_bytes", "accuracy", "max_abs_diff")
@@ -71,14 +74,6 @@ class ModelSet:
                 "combinations": [c.to_dict() for c in self.combinations]}
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _model_file(root: Path, name: str) -> ModelFile:
     path = (root / name)
     if not path.is_file():
@@ -89,16 +84,12 @@ def _model_file(root: Path, name: str) -> ModelFile:
 def load_manifest(manifest_path: str | Path) -> ModelSet:
     """Read a version-1 manifest; files are resolved relative to the manifest's folder."""
     manifest_path = Path(manifest_path)
-    try:
-        data = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"manifest {manifest_path} not found") from None
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"manifest {manifest_path} is not valid JSON: {e}") from None
+    data = read_json(str(manifest_path), ManifestError, "manifest")
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {manifest_path} must hold a JSON object")
-    if data.get("version") != 1:
-        raise ManifestError(f"manifest {manifest_path}: unsupported version {data.get('version')!r} (expected 1)")
+    if data.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"manifest {manifest_path}: unsupported version {data.get('version')!r} "
+                            f"(expected {MANIFEST_VERSION})")
     combos = data.get("combinations")
     if not isinstance(combos, list) or not combos:
         raise ManifestError(f"manifest {manifest_path}: 'combinations' must be a non-empty list")

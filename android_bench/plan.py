@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from android_bench.errors import BenchError
+from android_bench.errors import PlanError
 from android_bench.models import ModelFile
 
 #: benchmark_model flags that pick each delegate. "cpu" means the plain TFLite kernels without
@@ -32,10 +32,6 @@ DELEGATE_FLAGS: dict[str, tuple[str, ...]] = {
     "nnapi": ("--use_nnapi=true",),
     "cpu": ("--use_xnnpack=false",),
 }
-
-
-class PlanError(BenchError):
-    """Bad plan settings (unknown delegate, unknown core group, ...)."""
 
 
 @dataclass(frozen=True)

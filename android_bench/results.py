@@ -8,18 +8,18 @@ line (host crash mid-write) is ignored on reading.
 ``meta.json`` pins what the folder measures (target, device, models, plan); a rerun into the same
 folder with another phone or target is refused instead of silently mixing results.
 
-Summary files are written to a temporary file and renamed (``os.replace``), so a reader never
-sees half a CSV.
+Summary files are written to a temporary file and renamed (``os.replace``, by
+:func:`pam_tf.io.write_text`), so a reader never sees half a CSV.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from android_bench.errors import ResultsMismatchError
+from pam_tf import io
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -33,22 +33,10 @@ CLOCK_FIELD = "clock"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder + fsync + os.replace."""
+    """Write ``text`` to ``path`` atomically (:func:`pam_tf.io.write_text`; newlines as given,
+    so CSV rows keep their ``\r\n``); return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    io.write_text(path, text, newline="")
     return path
 
 

@@ -73,7 +73,7 @@ def reduce_conv(acts: np.ndarray, how: str = "max") -> np.ndarray:
     return a.max(axis=(1, 2)) if how == "max" else a.mean(axis=(1, 2))
 
 
-def _as_samples(z: np.ndarray) -> np.ndarray:
+def as_samples(z: np.ndarray) -> np.ndarray:
     """(N,) or (N, d) → float64 (N, d); refuses other ranks and non-finite values."""
     a = np.asarray(z, dtype=np.float64)
     if a.ndim == 1:
@@ -105,7 +105,8 @@ def encode_labels(y: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.n
     return codes.reshape(-1).astype(np.intp), counts
 
 
-def _check_sigma2(sigma2: float) -> float:
+def check_sigma2(sigma2: float) -> float:
+    """The kernel width as a float; refuses non-positive and non-finite values."""
     s = float(sigma2)
     if not (s > 0.0 and np.isfinite(s)):
         raise ValueError(f"sigma2 must be a positive finite number, got {sigma2!r}")
@@ -129,7 +130,7 @@ def pairwise_sq_dists(z: np.ndarray) -> np.ndarray:
     Computed as a sum of per-dimension squared differences (not ‖a‖² + ‖b‖² − 2a·b), so it never
     goes negative and equals the sum of per-neuron matrices the regrouper accumulates.
     """
-    a = _as_samples(z)
+    a = as_samples(z)
     n, d = a.shape
     out = np.zeros((n, n), dtype=np.float64)
     # chunk the dimensions so the (N, N, chunk) temporary stays around 16 MB
@@ -157,7 +158,7 @@ def _mean_log_kernel_sum(D: np.ndarray, sigma2: float) -> float:
 def entropy_from_sq_dists(D: np.ndarray, d: int, sigma2: float = 0.1) -> float:
     """KDE upper bound on H(Z) in nats from D_ij = ‖z_i − z_j‖² of d-dimensional samples."""
     D = _check_sq(D)
-    sigma2 = _check_sigma2(sigma2)
+    sigma2 = check_sigma2(sigma2)
     if d < 0:
         raise ValueError(f"dimension d must be ≥ 0, got {d}")
     const = 0.5 * d * (1.0 + np.log(2.0 * np.pi * sigma2))
@@ -190,11 +191,12 @@ def mutual_information_from_sq_dists(D: np.ndarray, y: np.ndarray, sigma2: float
 def task_information_from_sq_dists(D: np.ndarray, labels: Sequence[np.ndarray],
                                    sigma2: float = 0.1) -> float:
     """Σ_l I(Z; Y_l) over a task's label vectors (the paper sums per-label values), from D."""
-    labels = _check_label_list(labels)
+    labels = check_label_list(labels)
     return float(sum(mutual_information_from_sq_dists(D, y, sigma2) for y in labels))
 
 
-def _check_label_list(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+def check_label_list(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """A task's label vectors as a non-empty list; refuses a bare array."""
     if isinstance(labels, np.ndarray):
         raise TypeError(
             "labels must be a list of label vectors (one per binary label, or the one class "
@@ -215,13 +217,13 @@ def kde_entropy(z: np.ndarray, sigma2: float = 0.1) -> float:
     For N identical points this is the entropy of one Gaussian, d/2·(1 + log 2πσ²); spreading the
     points apart raises it by at most log N.
     """
-    a = _as_samples(z)
+    a = as_samples(z)
     return entropy_from_sq_dists(pairwise_sq_dists(a), a.shape[1], sigma2)
 
 
 def conditional_entropy(z: np.ndarray, y: np.ndarray, sigma2: float = 0.1) -> float:
     """H(Z|Y) = Σ_c p(c)·H(Z|Y=c) for a discrete label y (N,), nats."""
-    a = _as_samples(z)
+    a = as_samples(z)
     return conditional_entropy_from_sq_dists(pairwise_sq_dists(a), y, a.shape[1], sigma2)
 
 
@@ -230,7 +232,7 @@ def mutual_information(z: np.ndarray, y: np.ndarray, sigma2: float = 0.1) -> flo
 
     Returned as computed: ≥ 0 up to rounding in practice and ≤ the plug-in entropy of y.
     """
-    return mutual_information_from_sq_dists(pairwise_sq_dists(_as_samples(z)), y, sigma2)
+    return mutual_information_from_sq_dists(pairwise_sq_dists(as_samples(z)), y, sigma2)
 
 
 def task_information(z: np.ndarray, labels: Sequence[np.ndarray], sigma2: float = 0.1) -> float:
@@ -239,7 +241,7 @@ def task_information(z: np.ndarray, labels: Sequence[np.ndarray], sigma2: float 
     Binary-label tasks pass one vector per label (the paper sums them); a multiclass task passes
     its single class vector. The distance matrix is computed once and shared by all labels.
     """
-    return task_information_from_sq_dists(pairwise_sq_dists(_as_samples(z)), labels, sigma2)
+    return task_information_from_sq_dists(pairwise_sq_dists(as_samples(z)), labels, sigma2)
 
 
 def label_entropy(y: np.ndarray) -> float:
@@ -247,3 +249,7 @@ def label_entropy(y: np.ndarray) -> float:
     _, counts = encode_labels(y)
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+# Old private names, still imported by pam_tf.regroup; remove once it imports the public ones.
+_as_samples, _check_sigma2, _check_label_list = as_samples, check_sigma2, check_label_list

@@ -31,10 +31,10 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(tmp)
 
 
-def write_text(path: str, text: str) -> None:
-    """Write text atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
+def write_text(path: str | os.PathLike, text: str, *, newline: str | None = None) -> None:
+    """Write text atomically (UTF-8; `newline` as for :func:`open`, ``""`` writes ``\n`` as is)."""
+    with atomic_path(os.fspath(path)) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -81,7 +81,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a readable .npz weights file ({e})") from e
 
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Task", "KINDS", "BINARY", "MULTICLASS"]
+__all__ = ["Task", "KINDS", "BINARY", "MULTICLASS", "TASK_NAME"]
 
 BINARY = "binary"
 MULTICLASS = "multiclass"
 KINDS = (BINARY, MULTICLASS)
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: What a task name may be: it becomes part of layer, weight and file names.
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Task:
     label_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not TASK_NAME.match(self.name):
             raise ValueError(
                 f"task name {self.name!r} is invalid: use 1-32 characters from [a-z0-9_], "
                 "starting with a letter (it becomes part of layer and file names)")

@@ -28,7 +28,8 @@ from pam_tf.tasks import Task
 from pam_tf.zoo import build_model
 
 __all__ = ["train_single_task", "evaluate_task", "save_single_task_model",
-           "load_single_task_model", "sidecar_path", "compile_for_task", "task_from_sidecar"]
+           "load_single_task_model", "sidecar_path", "read_sidecar", "compile_for_task",
+           "task_from_sidecar"]
 
 SIDECAR_FORMAT = 1
 
@@ -82,6 +83,17 @@ def train_single_task(dataset: TaskDataset, task_name: str, arch: str = "lenet5"
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     """``lenet5_a.keras`` -> ``lenet5_a.json``."""
     return Path(model_path).with_suffix(".json")
+
+
+def read_sidecar(model_path: str | os.PathLike) -> dict:
+    """The sidecar of a model file, ``{}`` if it has none; a ValueError names a malformed one."""
+    side = sidecar_path(model_path)
+    if not side.exists():
+        return {}
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"sidecar '{side}' is not valid JSON ({e})") from None
 
 
 def _save_keras_atomic(model: keras.Model, path: Path) -> None:
@@ -154,8 +166,7 @@ def load_single_task_model(path: str | os.PathLike,
     if not path.exists():
         raise FileNotFoundError(f"no model file {path}")
     model = keras.models.load_model(path, compile=False)
-    side = sidecar_path(path)
-    sidecar = json.loads(side.read_text()) if side.exists() else {}
+    sidecar = read_sidecar(path)
     if compile and sidecar:
         compile_for_task(model, task_from_sidecar(sidecar), sidecar.get("learning_rate", 1e-3))
     return model, sidecar

@@ -1,6 +1,10 @@
 """Errors of the export stage; each message names the file (or signature) and what differed."""
 from __future__ import annotations
 
+from pam_tf.manifest_format import ManifestError  # one class, shared with the benchmark harness
+
+__all__ = ["ExportError", "ParityError", "CostMismatchError", "ManifestError"]
+
 
 class ExportError(RuntimeError):
     """An export step failed; nothing was published (no manifest, no half-written files)."""
@@ -12,7 +16,3 @@ class ParityError(ExportError):
 
 class CostMismatchError(ExportError):
     """MACs/FLOPs counted in a .tflite flatbuffer differ from the plan's figures."""
-
-
-class ManifestError(ValueError):
-    """A manifest file is missing, malformed, or does not match the files next to it."""
