@@ -160,6 +160,15 @@ def _shape(s) -> tuple[int, ...]:
 def trace_model(model, name: str | None = None) -> TracedModel:
     """Describe a tf_keras Sequential/functional chain model; raise TraceError when unsupported."""
     name = name or model.name
+    layers = _chain_layers(model, name)
+    tracer = _Tracer(name, _shape(model.inputs[0].shape))
+    for layer in layers:
+        tracer.add(layer)
+    return tracer.finish()
+
+
+def _chain_layers(model, name: str) -> list:
+    """The model's layers (without InputLayer), checked to form one plain chain."""
     if not getattr(model, "_is_graph_network", False) and type(model).__name__ != "Sequential":
         raise TraceError(f"model '{name}': subclassed models cannot be traced; build it with the "
                          "functional or Sequential API")
@@ -184,133 +193,169 @@ def trace_model(model, name: str | None = None) -> TracedModel:
             raise TraceError(f"model '{name}' layer '{layer.name}' reads '{src.name}', not the "
                              f"layer before it ('{previous.name}'): only chains are supported")
         previous = layer
+    return layers
 
-    input_shape = _shape(model.inputs[0].shape)
-    neuron_layers: list[dict] = []
-    weights: list[list[np.ndarray]] = []
-    pre: list[Op] = []
 
-    def attach(op: Op, layer) -> None:
-        if neuron_layers:
-            neuron_layers[-1]["post"].append(op)
-        elif op.kind in ("max_pool", "avg_pool", "flatten"):
-            pre.append(op)
-        else:
-            raise TraceError(f"model '{name}' layer '{layer.name}': {op.kind} before the first "
-                             "neuron layer is not supported")
+def _kernel_and_bias(layer) -> list[np.ndarray]:
+    """A Conv2D/Dense layer's float32 kernel and bias (zeros without a bias)."""
+    k = layer.kernel.numpy().astype(np.float32)
+    b = (layer.bias.numpy() if layer.use_bias else np.zeros(k.shape[-1])).astype(np.float32)
+    return [k, b]
 
-    def set_activation(act: str, layer) -> None:
-        if not neuron_layers:
-            raise TraceError(f"model '{name}' layer '{layer.name}': an activation before the "
-                             "first Conv2D/Dense is not supported")
-        last = neuron_layers[-1]
-        if last["post"] or last["activation"] != "linear":
-            raise TraceError(f"model '{name}' layer '{layer.name}': activation '{act}' must "
-                             f"directly follow a linear Conv2D/Dense (after '{last['name']}')")
-        if act not in SUPPORTED_ACTIVATIONS:
-            raise TraceError(f"model '{name}' layer '{layer.name}': activation '{act}' is not "
-                             f"supported (one of {', '.join(SUPPORTED_ACTIVATIONS)})")
-        last["activation"] = act
 
-    for layer in layers:
+class _Tracer:
+    """The state of one :func:`trace_model` call: the chain so far, built layer by layer.
+
+    Neuron layers are kept as dicts (their ``post`` ops and activation are still being filled
+    in) until :meth:`finish` checks the whole chain and freezes it.
+    """
+
+    def __init__(self, name: str, input_shape: tuple[int, ...]) -> None:
+        self.name = name
+        self.input_shape = input_shape
+        self.neuron_layers: list[dict] = []
+        self.weights: list[list[np.ndarray]] = []
+        self.pre: list[Op] = []
+
+    def add(self, layer) -> None:
+        """Take one layer of the chain into the description (or refuse it)."""
         kind = type(layer).__name__
         in_shape = _shape(layer.input_shape)
         out_shape = _shape(layer.output_shape)
         if kind == "Conv2D":
-            cfg = layer.get_config()
-            if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) or cfg.get("groups", 1) != 1:
-                raise TraceError(f"model '{name}' layer '{layer.name}': dilated or grouped "
-                                 "convolutions are not supported")
-            if cfg.get("data_format", "channels_last") != "channels_last":
-                raise TraceError(f"model '{name}' layer '{layer.name}': only channels_last")
-            kh, kw = (int(v) for v in cfg["kernel_size"])
-            k = layer.kernel.numpy().astype(np.float32)
-            b = (layer.bias.numpy() if layer.use_bias else np.zeros(k.shape[-1])).astype(np.float32)
-            neuron_layers.append(dict(
-                name=layer.name, kind="conv", width=int(k.shape[-1]),
-                activation=_activation_name(layer.activation), input_shape=in_shape,
-                output_shape=out_shape, fan_in=kh * kw, out_positions=out_shape[0] * out_shape[1],
-                kernel_size=(kh, kw), strides=tuple(int(v) for v in cfg["strides"]),
-                padding=cfg["padding"], post=[]))
-            weights.append([k, b])
+            self._conv(layer, in_shape, out_shape)
         elif kind == "Dense":
-            k = layer.kernel.numpy().astype(np.float32)
-            b = (layer.bias.numpy() if layer.use_bias else np.zeros(k.shape[-1])).astype(np.float32)
-            if len(in_shape) != 1:
-                raise TraceError(f"model '{name}' layer '{layer.name}': Dense on a "
-                                 f"{len(in_shape)}-d input {in_shape}; add Flatten before it")
-            fan_in = 1
-            if neuron_layers and neuron_layers[-1]["post"] and \
-                    neuron_layers[-1]["post"][-1].kind == "flatten":
-                fan_in = in_shape[0] // neuron_layers[-1]["width"]
-            elif not neuron_layers and pre and pre[-1].kind == "flatten":
-                fan_in = in_shape[0] // input_shape[-1]
-            neuron_layers.append(dict(
-                name=layer.name, kind="dense", width=int(k.shape[-1]),
-                activation=_activation_name(layer.activation), input_shape=in_shape,
-                output_shape=out_shape, fan_in=fan_in, out_positions=1, post=[]))
-            weights.append([k, b])
+            self._dense(layer, in_shape, out_shape)
         elif kind == "BatchNormalization":
-            if not neuron_layers or neuron_layers[-1]["post"] or \
-                    neuron_layers[-1]["activation"] != "linear":
-                raise TraceError(f"model '{name}' layer '{layer.name}': BatchNormalization must "
-                                 "directly follow a linear Conv2D/Dense to be folded")
-            axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
-            if axis not in (-1, len(in_shape)):
-                raise TraceError(f"model '{name}' layer '{layer.name}': BatchNormalization over "
-                                 f"axis {layer.axis} cannot be folded (channels axis expected)")
-            width = neuron_layers[-1]["width"]
-            gamma = layer.gamma.numpy() if layer.scale else np.ones(width)
-            beta = layer.beta.numpy() if layer.center else np.zeros(width)
-            scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
-            k, b = weights[-1]
-            weights[-1] = [(k * scale).astype(np.float32),
-                           ((b - layer.moving_mean.numpy()) * scale + beta).astype(np.float32)]
+            self._fold_batch_norm(layer, in_shape)
         elif kind == "Activation":
-            set_activation(_activation_name(layer.activation), layer)
+            self._set_activation(_activation_name(layer.activation), layer)
         elif kind == "ReLU":
-            cfg = layer.get_config()
-            if cfg.get("max_value") is not None or float(cfg.get("negative_slope", 0)) != 0 or \
-                    float(cfg.get("threshold", 0)) != 0:
-                raise TraceError(f"model '{name}' layer '{layer.name}': only plain ReLU is "
-                                 "supported (no max_value, negative_slope or threshold)")
-            set_activation("relu", layer)
+            self._relu(layer)
         elif kind in POOL_KINDS:
             cfg = layer.get_config()
-            attach(Op(POOL_KINDS[kind], tuple(cfg["pool_size"]), tuple(cfg["strides"]),
-                      cfg["padding"]), layer)
+            self._attach(Op(POOL_KINDS[kind], tuple(cfg["pool_size"]), tuple(cfg["strides"]),
+                            cfg["padding"]), layer)
         elif kind in GLOBAL_POOL_KINDS:
             if layer.get_config().get("keepdims"):
-                raise TraceError(f"model '{name}' layer '{layer.name}': keepdims=True is not "
-                                 "supported")
-            attach(Op(GLOBAL_POOL_KINDS[kind]), layer)
+                raise TraceError(f"model '{self.name}' layer '{layer.name}': keepdims=True is "
+                                 "not supported")
+            self._attach(Op(GLOBAL_POOL_KINDS[kind]), layer)
         elif kind == "Flatten":
-            attach(Op("flatten"), layer)
-        elif kind in IGNORED_AT_INFERENCE:
-            continue
-        else:
-            raise TraceError(f"model '{name}' layer '{layer.name}': unsupported layer type "
+            self._attach(Op("flatten"), layer)
+        elif kind not in IGNORED_AT_INFERENCE:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': unsupported layer type "
                              f"{kind}; pam-tf merges chains of Conv2D/Dense with pooling, "
                              "Flatten, global pooling, Dropout, activations and BatchNormalization")
-    if not neuron_layers:
-        raise TraceError(f"model '{name}': no Conv2D/Dense layers found")
-    if neuron_layers[-1]["kind"] != "dense":
-        raise TraceError(f"model '{name}': the last neuron layer '{neuron_layers[-1]['name']}' "
-                         "must be a Dense head")
-    if neuron_layers[-1]["post"]:
-        raise TraceError(f"model '{name}': nothing may follow the head "
-                         f"'{neuron_layers[-1]['name']}'")
-    if len(neuron_layers) < 2:
-        raise TraceError(f"model '{name}': needs at least one hidden layer before the head")
-    for spec in neuron_layers[:-1]:
-        if spec["activation"] not in ("relu", "linear", "tanh", "sigmoid"):
-            raise TraceError(f"model '{name}' layer '{spec['name']}': hidden activation "
-                             f"'{spec['activation']}' is not supported")
-    chain = Chain(input_shape=input_shape, pre=tuple(pre),
-                  layers=tuple(NeuronLayer(**{**s, "post": tuple(s["post"])})
-                               for s in neuron_layers))
-    return TracedModel(name=name, chain=chain,
-                       weights=[(k, b) for k, b in weights])
+
+    def _conv(self, layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        """A Conv2D: plain (no dilation, no groups), channels_last."""
+        cfg = layer.get_config()
+        if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) or cfg.get("groups", 1) != 1:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': dilated or grouped "
+                             "convolutions are not supported")
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': only channels_last")
+        kh, kw = (int(v) for v in cfg["kernel_size"])
+        k, b = _kernel_and_bias(layer)
+        self.neuron_layers.append(dict(
+            name=layer.name, kind="conv", width=int(k.shape[-1]),
+            activation=_activation_name(layer.activation), input_shape=in_shape,
+            output_shape=out_shape, fan_in=kh * kw, out_positions=out_shape[0] * out_shape[1],
+            kernel_size=(kh, kw), strides=tuple(int(v) for v in cfg["strides"]),
+            padding=cfg["padding"], post=[]))
+        self.weights.append([k, b])
+
+    def _dense(self, layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        """A Dense on a flat input; after Flatten its fan-in is the positions per channel."""
+        k, b = _kernel_and_bias(layer)
+        if len(in_shape) != 1:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': Dense on a "
+                             f"{len(in_shape)}-d input {in_shape}; add Flatten before it")
+        fan_in = 1
+        last = self.neuron_layers[-1] if self.neuron_layers else None
+        if last is not None and last["post"] and last["post"][-1].kind == "flatten":
+            fan_in = in_shape[0] // last["width"]
+        elif last is None and self.pre and self.pre[-1].kind == "flatten":
+            fan_in = in_shape[0] // self.input_shape[-1]
+        self.neuron_layers.append(dict(
+            name=layer.name, kind="dense", width=int(k.shape[-1]),
+            activation=_activation_name(layer.activation), input_shape=in_shape,
+            output_shape=out_shape, fan_in=fan_in, out_positions=1, post=[]))
+        self.weights.append([k, b])
+
+    def _fold_batch_norm(self, layer, in_shape: tuple[int, ...]) -> None:
+        """Fold a BatchNormalization (inference statistics) into the linear layer before it."""
+        if not self.neuron_layers or self.neuron_layers[-1]["post"] or \
+                self.neuron_layers[-1]["activation"] != "linear":
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': BatchNormalization must "
+                             "directly follow a linear Conv2D/Dense to be folded")
+        axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+        if axis not in (-1, len(in_shape)):
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': BatchNormalization over "
+                             f"axis {layer.axis} cannot be folded (channels axis expected)")
+        width = self.neuron_layers[-1]["width"]
+        gamma = layer.gamma.numpy() if layer.scale else np.ones(width)
+        beta = layer.beta.numpy() if layer.center else np.zeros(width)
+        scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+        k, b = self.weights[-1]
+        self.weights[-1] = [(k * scale).astype(np.float32),
+                            ((b - layer.moving_mean.numpy()) * scale + beta).astype(np.float32)]
+
+    def _relu(self, layer) -> None:
+        """A ReLU layer: only the plain one is an activation of the chain."""
+        cfg = layer.get_config()
+        if cfg.get("max_value") is not None or float(cfg.get("negative_slope", 0)) != 0 or \
+                float(cfg.get("threshold", 0)) != 0:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': only plain ReLU is "
+                             "supported (no max_value, negative_slope or threshold)")
+        self._set_activation("relu", layer)
+
+    def _attach(self, op: Op, layer) -> None:
+        """A weightless op: after the last neuron layer, or before the first (pool, flatten)."""
+        if self.neuron_layers:
+            self.neuron_layers[-1]["post"].append(op)
+        elif op.kind in ("max_pool", "avg_pool", "flatten"):
+            self.pre.append(op)
+        else:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': {op.kind} before the "
+                             "first neuron layer is not supported")
+
+    def _set_activation(self, act: str, layer) -> None:
+        """An activation layer: becomes the activation of the linear layer right before it."""
+        if not self.neuron_layers:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': an activation before "
+                             "the first Conv2D/Dense is not supported")
+        last = self.neuron_layers[-1]
+        if last["post"] or last["activation"] != "linear":
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': activation '{act}' must "
+                             f"directly follow a linear Conv2D/Dense (after '{last['name']}')")
+        if act not in SUPPORTED_ACTIVATIONS:
+            raise TraceError(f"model '{self.name}' layer '{layer.name}': activation '{act}' is "
+                             f"not supported (one of {', '.join(SUPPORTED_ACTIVATIONS)})")
+        last["activation"] = act
+
+    def finish(self) -> TracedModel:
+        """Check the whole chain (hidden layers, then a Dense head) and freeze it."""
+        name, neuron_layers = self.name, self.neuron_layers
+        if not neuron_layers:
+            raise TraceError(f"model '{name}': no Conv2D/Dense layers found")
+        if neuron_layers[-1]["kind"] != "dense":
+            raise TraceError(f"model '{name}': the last neuron layer "
+                             f"'{neuron_layers[-1]['name']}' must be a Dense head")
+        if neuron_layers[-1]["post"]:
+            raise TraceError(f"model '{name}': nothing may follow the head "
+                             f"'{neuron_layers[-1]['name']}'")
+        if len(neuron_layers) < 2:
+            raise TraceError(f"model '{name}': needs at least one hidden layer before the head")
+        for spec in neuron_layers[:-1]:
+            if spec["activation"] not in ("relu", "linear", "tanh", "sigmoid"):
+                raise TraceError(f"model '{name}' layer '{spec['name']}': hidden activation "
+                                 f"'{spec['activation']}' is not supported")
+        chain = Chain(input_shape=self.input_shape, pre=tuple(self.pre),
+                      layers=tuple(NeuronLayer(**{**s, "post": tuple(s["post"])})
+                                   for s in neuron_layers))
+        return TracedModel(name=name, chain=chain, weights=[(k, b) for k, b in self.weights])
 
 
 def check_same_chain(traced: Sequence[TracedModel]) -> Chain:
