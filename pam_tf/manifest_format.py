@@ -43,8 +43,9 @@ Schema (version 1)::
 builder's split layout (its signatures' MACs equal the plan's). For the fused layout,
 ``flatbuffer_macs`` ≥ ``macs`` (zero blocks are computed); for split they are equal.
 
-For B1 (method "none") the files are single-task networks (``none__a.tflite``) and a
-combination lists the files of its tasks; its costs and sizes are their sums.
+For an export with separate files (B1, method "none": ``export_all(..., separate_files=True)``)
+the files are single-task networks (``none__a.tflite``) and a combination lists the files of its
+tasks; its costs and sizes are their sums.
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ def b1(tmp_path_factory):
     x, y = held_out(plan)
     out = str(tmp_path_factory.mktemp("none"))
     return plan, out, export_all(plan, weights, out, tasks=tasks_of(plan), x_test=x, y_test=y,
-                                 multi_signature=False, progress=None)
+                                 multi_signature=False, progress=None, layout="split",
+                                 separate_files=True)
 
 
 def test_no_merge_exports_each_single_task_network_once(b1):
@@ -42,7 +43,7 @@ def test_no_merge_combination_lists_the_files_it_runs_and_sums_their_costs(b1):
 def test_fully_shared_plan_exports_with_the_plans_cost(tmp_path):
     plan, weights = shared2()
     manifest = export_all(plan, weights, str(tmp_path), combinations=[["b"]],
-                          multi_signature=False, progress=None)
+                          multi_signature=False, progress=None, layout="split")
     (entry,) = manifest["combinations"]
     assert entry["files"] == ["shared__b.tflite"]
     assert entry["flatbuffer_macs"] == plan.cost(["b"]).macs == plan.cost(["a", "b"]).macs - \

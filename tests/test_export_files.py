@@ -17,7 +17,7 @@ def two(tmp_path_factory):
     x, y = held_out(plan)
     out = str(tmp_path_factory.mktemp("pam2"))
     manifest = export_all(plan, weights, out, tasks=tasks_of(plan), x_test=x, y_test=y,
-                          progress=None)
+                          progress=None, layout="split")
     return plan, weights, out, manifest
 
 
@@ -25,7 +25,8 @@ def two(tmp_path_factory):
 def three(tmp_path_factory):
     plan, weights = pam3()
     out = str(tmp_path_factory.mktemp("pam3"))
-    manifest = export_all(plan, weights, out, multi_signature=False, progress=None)
+    manifest = export_all(plan, weights, out, multi_signature=False, progress=None,
+                          layout="split")
     return plan, weights, out, manifest
 
 
@@ -144,7 +145,7 @@ def test_accuracy_comes_from_the_file_not_from_keras(tmp_path, monkeypatch):
     monkeypatch.setattr(export_convert, "combination_model", perturbed)
     manifest = export_all(plan, weights, str(tmp_path), tasks=tasks_of(plan), x_test=x,
                           y_test=y, combinations=[["a", "b"]], multi_signature=False,
-                          progress=None)
+                          progress=None, layout="split")
     acc = manifest["combinations"][0]["accuracy"]
     for t in plan.tasks:
         assert acc[t] == pytest.approx(float(np.mean(y[t] == 1.0)))

@@ -15,7 +15,8 @@ def test_quantised_export_stores_narrow_weights_and_passes_its_tolerance(
         tmp_path, quantize, suffix, stored, tolerance):
     plan, weights = pam2(WIDE, scale=0.05)  # Glorot-sized weights, like a trained net's
     manifest = export_all(plan, weights, str(tmp_path), combinations=[["a", "b"]],
-                          quantize=quantize, multi_signature=False, progress=None)
+                          quantize=quantize, multi_signature=False, progress=None,
+                          layout="split")
     (entry,) = manifest["combinations"]
     assert entry["files"] == [f"pam__a+b{suffix}.tflite"]
     info = manifest["files"][entry["files"][0]]
@@ -31,5 +32,5 @@ def test_parity_above_tolerance_fails_naming_the_file_and_writes_nothing(tmp_pat
     with pytest.raises(ParityError, match=r"pam__a\.f16\.tflite: max \|TFLite - Keras\| = "
                                           r"\S+ exceeds the float16 tolerance 1e-12"):
         export_all(plan, weights, str(tmp_path), combinations=[["a"]], quantize="float16",
-                   tolerance=1e-12, multi_signature=False, progress=None)
+                   tolerance=1e-12, multi_signature=False, progress=None, layout="split")
     assert tree(tmp_path) == {}

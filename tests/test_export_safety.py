@@ -61,7 +61,8 @@ def test_interrupted_export_leaves_no_manifest_no_partial_files_and_the_old_one(
 
 def test_load_manifest_refuses_a_file_replaced_after_export(tmp_path):
     plan, weights = pam2()
-    export_all(plan, weights, str(tmp_path), combinations=[["a"]], progress=None)
+    export_all(plan, weights, str(tmp_path), combinations=[["a"]], progress=None,
+               layout="split")
     load_manifest(str(tmp_path))
     data = (tmp_path / "pam__a.tflite").read_bytes()
     (tmp_path / "pam__a.tflite").write_bytes(data[:-4] + b"\0\0\0\1")

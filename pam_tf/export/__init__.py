@@ -7,7 +7,8 @@ What makes the result trustworthy (each step fails the export with a message nam
 
 1. plan and weights are checked against each other *before anything is written*;
 2. every file is converted from the builder's own combination sub-model
-   (:mod:`~pam_tf.export.convert`), or, for B1, from each task's single-task network;
+   (:mod:`~pam_tf.export.convert`), or, with ``separate_files`` (B1), from each task's
+   single-task network;
 3. its MACs/FLOPs are recounted from the flatbuffer and must equal the plan's
    (:mod:`~pam_tf.export.flatbuffer_cost`);
 4. LiteRT and Keras outputs must agree within the precision's tolerance
@@ -27,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -95,6 +97,41 @@ def _remove_stale_scratch(out_dir: str, say: Callable[[str], object]) -> None:
             say(f"  removed {name}, left by an interrupted export")
 
 
+@dataclass
+class _Job:
+    """What one :func:`export_all` call exports, every argument already checked."""
+
+    plan: Plan
+    weights: dict[str, np.ndarray]
+    quantize: str
+    layout: str
+    tolerance: float
+    combos: list[tuple[str, ...]]
+    units: list[convert.Unit]
+    files_of: dict[tuple[str, ...], list[str]]
+    task_objs: dict | None  # task name -> Task, with held-out data
+    x: np.ndarray | None
+    y: dict[str, np.ndarray] | None
+    x_par: np.ndarray  # parity inputs: seeded random images, then up to 64 real ones
+    parity: dict  # the manifest's "parity" entry
+
+    def expected_cost(self, combo: Sequence[str]):
+        """What a file of `combo` must count: the plan's cost, or the fused layout's."""
+        if self.layout == "fused":
+            from pam_tf.export.fused import fused_cost
+            return fused_cost(self.plan, combo)
+        return self.plan.cost(combo)
+
+
+@dataclass
+class _Written:
+    """The per-combination files written to the scratch folder, with what was measured."""
+
+    info: dict[str, dict] = field(default_factory=dict)  # the manifest's "files"
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # Keras outputs on x_par
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # per file, per task
+
+
 def export_all(plan: Plan, weights: dict[str, np.ndarray], out_dir: str, *,
                tasks: Sequence["Task"] | None = None,
                x_test: np.ndarray | None = None,
@@ -105,18 +142,56 @@ def export_all(plan: Plan, weights: dict[str, np.ndarray], out_dir: str, *,
                parity_inputs: int = 16,
                seed: int = 0,
                progress: Callable[[str], object] | None = print,
-               layout: str = "split",
+               layout: str = "fused",
+               separate_files: bool = False,
                tolerance: float | None = None) -> dict:
     """Export every combination (default all 2^n − 1) of `plan` to `out_dir`; return the manifest.
 
-    `quantize`: "float32" | "float16" | "int8" (dynamic range). `layout`: "split" (the
-    builder's layout, MACs == plan) or "fused" (one conv per layer, more MACs; see
-    :mod:`pam_tf.export.fused`). `tolerance` overrides the precision's parity tolerance.
-    `x_test`/`y_test`/`tasks` enable accuracy (measured on the files) and add up to 64 real
-    images to the `parity_inputs` seeded random ones.
+    `quantize`: "float32" | "float16" | "int8" (dynamic range). `layout`: "fused" (one conv per
+    layer, more MACs; see :mod:`pam_tf.export.fused`) or "split" (the builder's layout, MACs ==
+    plan). `separate_files`: export one single-task file per task, and let a combination list
+    the files that run together (no merging, B1); otherwise one file per combination.
+    `tolerance` overrides the precision's parity tolerance. `x_test`/`y_test`/`tasks` enable
+    accuracy (measured on the files) and add up to 64 real images to the `parity_inputs` seeded
+    random ones.
     """
     say = progress or (lambda _msg: None)
-    # ---- everything that can be refused is refused before the first byte is written ----------
+    job = _prepare(plan, weights, tasks=tasks, x_test=x_test, y_test=y_test,
+                   combinations=combinations, quantize=quantize, parity_inputs=parity_inputs,
+                   seed=seed, layout=layout, separate_files=separate_files, tolerance=tolerance)
+    created = _missing_dirs(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    _remove_stale_scratch(out_dir, say)
+    scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=out_dir)
+    ok = False
+    try:
+        t0 = time.time()
+        written = _write_units(job, scratch, say)
+        entries = [_combination_entry(job, c, written) for c in job.combos]
+        multi = None
+        if multi_signature and len(job.combos) > 1:
+            multi = _export_multi(plan, weights, job.combos, quantize, scratch, job.x_par,
+                                  written.reference, job.tolerance,
+                                  sum(i["bytes"] for i in written.info.values()), say)
+        elif multi_signature:
+            say("multi-signature file skipped: only one combination")
+        result = _manifest_of(job, entries, written.info, multi)
+        _manifest.validate(result, where="manifest to write")
+        published = _publish(scratch, out_dir, result)
+        say(f"wrote {len(published)} file(s) and {MANIFEST_NAME} to {out_dir} in "
+            f"{time.time() - t0:.1f} s")
+        ok = True
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not ok:
+            _remove_empty(created)
+
+
+def _prepare(plan: Plan, weights: dict[str, np.ndarray], *, tasks, x_test, y_test, combinations,
+             quantize: str, parity_inputs: int, seed: int, layout: str, separate_files: bool,
+             tolerance: float | None) -> _Job:
+    """Check every argument, before the first byte is written: what can be refused is."""
     check_weights(plan, weights)
     q = convert.quantization(quantize)
     if layout not in LAYOUTS:
@@ -126,111 +201,107 @@ def export_all(plan: Plan, weights: dict[str, np.ndarray], out_dir: str, *,
         raise ValueError("parity_inputs must be >= 0")
     combos = convert.normalise_combinations(plan, combinations)
     task_objs, x, y = _check_test_data(plan, tasks, x_test, y_test)
-    units, files_of = convert.units_for(plan, combos, quantize, layout)
+    units, files_of = convert.units_for(plan, combos, quantize, layout,
+                                        separate_files=separate_files)
     x_par = parity.parity_inputs(plan.chain.input_shape, parity_inputs, seed, x)
     n_real = len(x_par) - int(parity_inputs)
+    return _Job(plan=plan, weights=weights, quantize=quantize, layout=layout, tolerance=tol,
+                combos=combos, units=units, files_of=files_of, task_objs=task_objs, x=x, y=y,
+                x_par=x_par, parity={"random_inputs": int(parity_inputs), "real_inputs": n_real,
+                                     "seed": int(seed)})
 
-    def expected_cost(c):
-        if layout == "fused":
-            from pam_tf.export.fused import fused_cost
-            return fused_cost(plan, c)
-        return plan.cost(c)
 
-    created = _missing_dirs(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    _remove_stale_scratch(out_dir, say)
-    scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=out_dir)
-    ok = False
-    try:
-        file_info: dict[str, dict] = {}
-        reference: dict[str, np.ndarray] = {}  # Keras outputs on x_par, per task
-        file_acc: dict[str, dict[str, float]] = {}
-        t0 = time.time()
-        for k, unit in enumerate(units, 1):
-            model = convert.combination_model(plan, weights, unit.tasks, layout)
-            data = convert.convert_keras_model(model, quantize)
-            path = os.path.join(scratch, unit.file)
-            with open(path, "wb") as f:
-                f.write(data)
-            counted = flatbuffer_cost.count(data)
-            want = expected_cost(unit.tasks)
-            flatbuffer_cost.check(counted, want.macs, want.flops, unit.file)
-            got = runtime.run(runtime.load_interpreter(data), x_par, unit.tasks, where=unit.file)
-            ref = convert.keras_outputs(model, x_par)
-            diff = parity.max_abs_diff(got, ref, unit.tasks)
-            parity.check(unit.file, diff, tol, quantize)
-            for t in unit.tasks:
-                reference.setdefault(t, ref[t])
-            if x is not None:
-                file_acc[unit.file] = _accuracy.file_accuracy(path, unit.tasks, task_objs, x, y)
-            file_info[unit.file] = {
-                "tasks": list(unit.tasks), "bytes": len(data),
-                "gzip_bytes": _manifest.gzip_size(data), "sha256": _manifest.sha256_bytes(data),
-                "macs": counted.macs, "flops": counted.flops,
-                "weight_types": counted.weight_types, "max_abs_diff": diff}
-            say(f"[{k}/{len(units)}] {unit.file}: {len(data):,} bytes, {counted.macs:,} MACs, "
-                f"max |TFLite-Keras| {diff:.2g}" +
-                (f", accuracy {file_acc[unit.file]}" if unit.file in file_acc else ""))
+def _write_units(job: _Job, scratch: str, say: Callable[[str], object]) -> _Written:
+    """Convert, write, count and parity-check every file of the export into `scratch`."""
+    written = _Written()
+    for k, unit in enumerate(job.units, 1):
+        model = convert.combination_model(job.plan, job.weights, unit.tasks, job.layout)
+        data = convert.convert_keras_model(model, job.quantize)
+        path = os.path.join(scratch, unit.file)
+        with open(path, "wb") as f:
+            f.write(data)
+        counted = flatbuffer_cost.count(data)
+        want = job.expected_cost(unit.tasks)
+        flatbuffer_cost.check(counted, want.macs, want.flops, unit.file)
+        got = runtime.run(runtime.load_interpreter(data), job.x_par, unit.tasks, where=unit.file)
+        ref = convert.keras_outputs(model, job.x_par)
+        diff = parity.max_abs_diff(got, ref, unit.tasks)
+        parity.check(unit.file, diff, job.tolerance, job.quantize)
+        for t in unit.tasks:
+            written.reference.setdefault(t, ref[t])
+        if job.x is not None:
+            written.accuracy[unit.file] = _accuracy.file_accuracy(path, unit.tasks, job.task_objs,
+                                                                  job.x, job.y)
+        written.info[unit.file] = {
+            "tasks": list(unit.tasks), "bytes": len(data),
+            "gzip_bytes": _manifest.gzip_size(data), "sha256": _manifest.sha256_bytes(data),
+            "macs": counted.macs, "flops": counted.flops,
+            "weight_types": counted.weight_types, "max_abs_diff": diff}
+        say(f"[{k}/{len(job.units)}] {unit.file}: {len(data):,} bytes, {counted.macs:,} MACs, "
+            f"max |TFLite-Keras| {diff:.2g}" +
+            (f", accuracy {written.accuracy[unit.file]}" if unit.file in written.accuracy
+             else ""))
+    return written
 
-        entries = []
-        for c in combos:
-            files = files_of[c]
-            cost = plan.cost(c)
-            acc = None
-            if x is not None:
-                acc = {t: file_acc[f][t] for f in files for t in file_info[f]["tasks"]}
-                acc = {t: acc[t] for t in c}
-            entries.append({
-                "tasks": list(c), "files": list(files),
-                "flops": cost.flops, "macs": cost.macs, "params": cost.params,
-                "flatbuffer_macs": sum(file_info[f]["macs"] for f in files),
-                "flatbuffer_flops": sum(file_info[f]["flops"] for f in files),
-                "bytes": sum(file_info[f]["bytes"] for f in files),
-                "gzip_bytes": sum(file_info[f]["gzip_bytes"] for f in files),
-                "accuracy": acc,
-                "max_abs_diff": max(file_info[f]["max_abs_diff"] for f in files)})
-            if layout == "split" and (entries[-1]["flatbuffer_macs"] != cost.macs or
-                                      entries[-1]["flatbuffer_flops"] != cost.flops):
-                raise CostMismatchError(
-                    f"combination {convert.combo_key(c)}: files {files} count "
-                    f"{entries[-1]['flatbuffer_macs']} MACs, the plan {cost.macs}")
 
-        multi = None
-        if multi_signature and len(combos) > 1:
-            multi = _export_multi(plan, weights, combos, quantize, scratch, x_par, reference,
-                                  tol, sum(i["bytes"] for i in file_info.values()), say)
-        elif multi_signature:
-            say("multi-signature file skipped: only one combination")
+def _combination_entry(job: _Job, combo: tuple[str, ...], written: _Written) -> dict:
+    """A combination's manifest entry: the plan's cost, its files' sums, accuracy per task."""
+    files = job.files_of[combo]
+    info = written.info
+    cost = job.plan.cost(combo)
+    acc = None
+    if job.x is not None:
+        acc = {t: written.accuracy[f][t] for f in files for t in info[f]["tasks"]}
+        acc = {t: acc[t] for t in combo}
+    entry = {
+        "tasks": list(combo), "files": list(files),
+        "flops": cost.flops, "macs": cost.macs, "params": cost.params,
+        "flatbuffer_macs": sum(info[f]["macs"] for f in files),
+        "flatbuffer_flops": sum(info[f]["flops"] for f in files),
+        "bytes": sum(info[f]["bytes"] for f in files),
+        "gzip_bytes": sum(info[f]["gzip_bytes"] for f in files),
+        "accuracy": acc,
+        "max_abs_diff": max(info[f]["max_abs_diff"] for f in files)}
+    if job.layout == "split" and (entry["flatbuffer_macs"] != cost.macs or
+                                  entry["flatbuffer_flops"] != cost.flops):
+        raise CostMismatchError(
+            f"combination {convert.combo_key(combo)}: files {files} count "
+            f"{entry['flatbuffer_macs']} MACs, the plan {cost.macs}")
+    return entry
 
-        result = {
-            "version": MANIFEST_VERSION, "method": plan.method, "tasks": list(plan.tasks),
-            "input_shape": [int(v) for v in plan.chain.input_shape], "quantize": quantize,
-            "layout": layout, "tolerance": tol,
-            "parity": {"random_inputs": int(parity_inputs), "real_inputs": n_real,
-                       "seed": int(seed)},
-            "test_samples": None if x is None else int(len(x)),
-            "plan_sha256": _manifest.plan_fingerprint(plan),
-            "weights_sha256": _manifest.weights_fingerprint(weights),
-            "tensorflow": tf.__version__,
-            "combinations": entries, "files": file_info, "multi_signature": multi}
-        _manifest.validate(result, where="manifest to write")
-        # ---- publish: files first (renames within one file system), manifest last -----------
-        published = list(file_info) + ([multi["file"]] if multi else [])
-        for name in published:
-            os.replace(os.path.join(scratch, name), os.path.join(out_dir, name))
-        _manifest.write_manifest(out_dir, result)
-        say(f"wrote {len(published)} file(s) and {MANIFEST_NAME} to {out_dir} in "
-            f"{time.time() - t0:.1f} s")
-        ok = True
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if not ok:
-            for folder in created:  # only folders this call made, deepest first, if empty
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    break
+
+def _manifest_of(job: _Job, entries: list[dict], file_info: dict[str, dict],
+                 multi: dict | None) -> dict:
+    """The manifest of the export (schema: :mod:`pam_tf.manifest_format`)."""
+    plan = job.plan
+    return {
+        "version": MANIFEST_VERSION, "method": plan.method, "tasks": list(plan.tasks),
+        "input_shape": [int(v) for v in plan.chain.input_shape], "quantize": job.quantize,
+        "layout": job.layout, "tolerance": job.tolerance, "parity": job.parity,
+        "test_samples": None if job.x is None else int(len(job.x)),
+        "plan_sha256": _manifest.plan_fingerprint(plan),
+        "weights_sha256": _manifest.weights_fingerprint(job.weights),
+        "tensorflow": tf.__version__,
+        "combinations": entries, "files": file_info, "multi_signature": multi}
+
+
+def _publish(scratch: str, out_dir: str, result: dict) -> list[str]:
+    """Move the files into `out_dir` (renames within one file system), manifest last."""
+    multi = result["multi_signature"]
+    published = list(result["files"]) + ([multi["file"]] if multi else [])
+    for name in published:
+        os.replace(os.path.join(scratch, name), os.path.join(out_dir, name))
+    _manifest.write_manifest(out_dir, result)
+    return published
+
+
+def _remove_empty(created: list[str]) -> None:
+    """After a failed export: remove the folders this call made, deepest first, if empty."""
+    for folder in created:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def _missing_dirs(path: str) -> list[str]:

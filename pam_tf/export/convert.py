@@ -4,10 +4,10 @@ Why one file per combination (not one merged model with switches): on a phone a 
 chosen before inference, and a file that holds exactly the groups the combination needs costs
 exactly ``plan.cost(C)`` — which :mod:`pam_tf.export.flatbuffer_cost` then verifies.
 
-For "no merging" (B1, ``plan.method == "none"``) a combination is the set of separately pruned
-single-task networks running side by side, so each task's network is exported once
-(``build_model(plan, weights, [t])`` is exactly that network) and a combination lists the files
-it runs together.
+For "no merging" (B1; ``export_all(..., separate_files=True)``) a combination is the set of
+separately pruned single-task networks running side by side, so each task's network is exported
+once (``build_model(plan, weights, [t])`` is exactly that network) and a combination lists the
+files it runs together.
 
 Quantisation options and why their parity tolerances are what they are. The figure is
 max |TFLite − Keras| over the heads' outputs (probabilities) on 16 seeded random images plus
@@ -116,16 +116,19 @@ def normalise_combinations(plan: Plan, combinations: Iterable[Iterable[str]] | N
 
 
 def units_for(plan: Plan, combinations: Sequence[tuple[str, ...]], quantize: str,
-              layout: str = "split") -> tuple[list[Unit], dict[tuple[str, ...], list[str]]]:
+              layout: str = "split", *, separate_files: bool = False
+              ) -> tuple[list[Unit], dict[tuple[str, ...], list[str]]]:
     """Files to write and, per combination, the files it runs.
 
-    B1 (method 'none'): one single-task file per task used by any combination; a combination
-    runs its tasks' files together. Every other method: one file per combination.
+    `separate_files` (no merging, B1): one single-task file per task used by any combination;
+    a combination runs its tasks' files together. Otherwise: one file per combination.
+    File names start with ``plan.method`` either way (``none__a.tflite``, ``pam__a+b.tflite``).
     """
-    if plan.method == "none":
+    if separate_files:
         tasks = [t for t in plan.tasks if any(t in c for c in combinations)]
-        units = [Unit((t,), file_name("none", (t,), quantize, layout)) for t in tasks]
-        files = {c: [file_name("none", (t,), quantize, layout) for t in c] for c in combinations}
+        units = [Unit((t,), file_name(plan.method, (t,), quantize, layout)) for t in tasks]
+        files = {c: [file_name(plan.method, (t,), quantize, layout) for t in c]
+                 for c in combinations}
         return units, files
     units = [Unit(c, file_name(plan.method, c, quantize, layout)) for c in combinations]
     return units, {c: [u.file] for c, u in zip(combinations, units)}
