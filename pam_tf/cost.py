@@ -29,6 +29,9 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.flops + other.flops, self.macs + other.macs, self.params + other.params)
 
+    def __sub__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops - other.flops, self.macs - other.macs, self.params - other.params)
+
     def as_dict(self) -> dict:
         return {"flops": self.flops, "macs": self.macs, "params": self.params}
 
@@ -45,6 +48,22 @@ def neuron_layer_cost(fan_in: int, in_channels: int, out_positions: int,
     return Cost(flops=(2 * n_in - 1) * out_positions * out_channels,
                 macs=n_in * out_positions * out_channels,
                 params=n_in * out_channels)
+
+
+def input_channel_cost(fan_in: int, in_channels: int, out_positions: int,
+                       out_channels: int) -> Cost:
+    """What one more input channel adds to a layer that already reads `in_channels` (>= 1).
+
+    It is the difference of two :func:`neuron_layer_cost` values, so a neuron's price in the
+    layers that read it (FLOPs-aware pruning) follows the one formula above: one column of
+    fan_in multiply-adds in every output value, 2·fan_in·out_positions·out_channels FLOPs.
+    """
+    if in_channels < 1:
+        raise ValueError(f"input_channel_cost needs a layer that reads >= 1 channel, got "
+                         f"in_channels={in_channels}: from 0 channels the -1 of the first "
+                         "addition would be counted too")
+    return (neuron_layer_cost(fan_in, in_channels + 1, out_positions, out_channels)
+            - neuron_layer_cost(fan_in, in_channels, out_positions, out_channels))
 
 
 def conv_cost(kh: int, kw: int, c_in: int, h_out: int, w_out: int, c_out: int) -> Cost:

@@ -100,3 +100,39 @@ def test_flops_cost_counts_shared_neurons_in_more_combinations(trained):
     fed_excl = excl - 2 * own
     assert fed_shared > 0 and fed_excl > 0
     assert shared > excl
+
+
+@pytest.mark.parametrize("kind", ["pam", "shared", "none"])
+def test_neuron_flops_from_cost_py_equal_the_hand_formula(kind):
+    """neuron_flops prices a neuron through pam_tf.cost; the formula it replaced, written out:
+    own row (2·fan_in·C_in − 1)·positions, fed columns 2·fan_in·positions·width per reader
+    and head, each × the task combinations computing that group or reader."""
+    from pam_tf.build import group_layer_name
+    from tests.test_prune_surgery import make_plan, tiny_pair
+
+    _, chain = tiny_pair()
+    plan = make_plan(kind, chain)
+    n, hidden = len(plan.tasks), plan.chain.hidden
+
+    def combos(owners):
+        return 2 ** n - 2 ** (n - owners)
+    expected = {}
+    for l, (layer, groups) in enumerate(zip(hidden, plan.layers)):
+        for gi, g in enumerate(groups):
+            own = (2 * layer.fan_in * plan.in_channels(l, g) - 1) * layer.out_positions
+            own *= combos(len(g.owners))
+            fed = 0
+            if l + 1 < len(hidden):
+                nxt = hidden[l + 1]
+                for r in plan.layers[l + 1]:
+                    if gi in plan.readable(l + 1, r):
+                        fed += 2 * nxt.fan_in * nxt.out_positions * r.width * combos(len(r.owners))
+            else:
+                for h in plan.heads:
+                    if h.task in g.owners:
+                        fed += 2 * plan.chain.head.fan_in * h.units * combos(1)
+            expected[group_layer_name(layer, g)] = np.full(g.width, float(max(own + fed, 1)))
+    got = neuron_flops(plan)
+    assert set(got) == set(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)

@@ -1,4 +1,5 @@
 """The pruning loop: schedule, budget, fixed target, checkpoints and resume, unstructured stage."""
+import dataclasses
 import json
 import os
 
@@ -6,12 +7,16 @@ import numpy as np
 import pytest
 import tensorflow_model_optimization as tfmot
 
+from pam_tf.config import PruneSettings
 from pam_tf.prune import PruneResult, TaylorImportance, prune, sparsify, zero_fraction
 from pam_tf.prune.finetune import evaluate
 from pam_tf.prune.loop import choose_removal
 from tests.test_prune_surgery import trained_pam
 
 FAST = dict(finetune_steps=3, initial_finetune_steps=0, batch_size=32)
+# the loop's defaults these tests were written for (PruneSettings' defaults are the CLI's)
+LOOP_DEFAULTS = dict(flops_aware=False, empty_groups=False, final_finetune_steps=0)
+SETTINGS = {f.name for f in dataclasses.fields(PruneSettings)}
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +33,15 @@ def schedule3():
 
 
 def run(setup, **kwargs):
+    """prune() with PruneSettings from the keyword arguments that name a setting; a Taylor
+    criterion with few batches unless `criterion` names another."""
     plan, weights, tasks, train, val, ref = setup
-    args = dict(criterion=TaylorImportance(n_batches=2, batch_size=32),
-                reference_accuracy={t: 0.0 for t in ref}, budget_points=1.0,
-                schedule=schedule3(), **FAST)
+    args = dict(reference_accuracy={t: 0.0 for t in ref}, budget=1.0,
+                schedule=schedule3(), **LOOP_DEFAULTS, **FAST)
     args.update(kwargs)
-    return prune(plan, weights, tasks, train, val, **args)
+    importance = None if "criterion" in kwargs else TaylorImportance(n_batches=2, batch_size=32)
+    settings = PruneSettings(**{k: args.pop(k) for k in list(args) if k in SETTINGS})
+    return prune(plan, weights, tasks, train, val, settings, importance=importance, **args)
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +77,16 @@ def test_resume_after_interruption_gives_the_same_result(setup, uninterrupted, t
 
 def test_finished_run_is_returned_from_its_checkpoint(setup, tmp_path):
     first = run(setup, checkpoint_dir=str(tmp_path), progress=None,
-                schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1), max_steps=2)
+                schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1),
+                max_prune_steps=2)
     lines = []
     again = run(setup, checkpoint_dir=str(tmp_path), progress=lines.append,
-                schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1), max_steps=2)
+                schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1),
+                max_prune_steps=2)
     assert "already finished" in lines[0] and len(lines) == 1
     assert again.plan == first.plan and again.reason == first.reason
     with pytest.raises(ValueError, match="different arguments"):
-        run(setup, checkpoint_dir=str(tmp_path), progress=None, budget_points=2.0)
+        run(setup, checkpoint_dir=str(tmp_path), progress=None, budget=2.0)
 
 
 def test_heads_are_never_removed(setup, uninterrupted):
@@ -125,7 +135,7 @@ def test_schedule_frequency_skips_steps(setup):
 def test_unmeetable_budget_returns_the_unpruned_network_with_a_message(setup):
     plan, weights = setup[0], setup[1]
     lines = []
-    result = run(setup, reference_accuracy={t: 1.0 for t in plan.tasks}, budget_points=0.0,
+    result = run(setup, reference_accuracy={t: 1.0 for t in plan.tasks}, budget=0.0,
                  progress=lines.append)
     assert isinstance(result, PruneResult)
     assert result.reason == "unpruned_outside_budget" and result.step == 0
@@ -139,7 +149,7 @@ def test_budget_stops_at_the_last_state_inside_it(setup):
     plan, _, _, _, _, ref = setup
     sched = tfmot.sparsity.keras.PolynomialDecay(0.3, 0.95, begin_step=1, end_step=3, power=1,
                                                  frequency=1)
-    result = run(setup, reference_accuracy=ref, budget_points=0.5, schedule=sched,
+    result = run(setup, reference_accuracy=ref, budget=0.5, schedule=sched,
                  criterion="magnitude", progress=None)
     assert result.reason in ("budget", "schedule_end")
     if result.reason == "budget":
@@ -151,7 +161,7 @@ def test_budget_stops_at_the_last_state_inside_it(setup):
 
 def test_fixed_target_reaches_the_flops_target(setup):
     plan = setup[0]
-    result = run(setup, target_flops_fraction=0.5, reference_accuracy=None, criterion="magnitude",
+    result = run(setup, target_flops=0.5, reference_accuracy=None, criterion="magnitude",
                  progress=None, finetune_steps=1,
                  schedule=tfmot.sparsity.keras.PolynomialDecay(0.2, 0.8, begin_step=1,
                                                                end_step=4, frequency=1))
@@ -166,7 +176,8 @@ def test_flops_aware_per_layer_ranking_with_rounding_keeps_multiples(setup):
     plan = setup[0]
     result = run(setup, criterion="magnitude", flops_aware=True, ranking="per_layer",
                  round_to=2, progress=None, finetune_steps=1,
-                 schedule=tfmot.sparsity.keras.ConstantSparsity(0.4, begin_step=1), max_steps=1)
+                 schedule=tfmot.sparsity.keras.ConstantSparsity(0.4, begin_step=1),
+                 max_prune_steps=1)
     assert sum(result.plan.widths()) < sum(plan.widths())
     for old_groups, new_groups in zip(plan.layers, result.plan.layers):
         old = {g.owners: g.width for g in old_groups}
@@ -178,7 +189,7 @@ def test_flops_aware_step_removes_at_most_the_scheduled_fraction_of_flops(setup)
     """FLOPs-aware ranking puts expensive conv channels first; the step is capped so the
     all-task FLOPs stay >= (1 − sparsity) of the start."""
     result = run(setup, criterion="magnitude", flops_aware=True, progress=None,
-                 finetune_steps=1, max_steps=1,
+                 finetune_steps=1, max_prune_steps=1,
                  schedule=tfmot.sparsity.keras.ConstantSparsity(0.3, begin_step=1))
     step1 = result.history[1]
     assert step1["removed"] >= 1 and step1["flops_fraction"] >= 0.7
@@ -212,7 +223,8 @@ def test_unstructured_stage_zeroes_the_requested_fraction_and_strips_wrappers(se
 
 def test_checkpoint_files_are_written_per_step(setup, tmp_path):
     run(setup, checkpoint_dir=str(tmp_path), progress=None, criterion="magnitude",
-        schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1), max_steps=1)
+        schedule=tfmot.sparsity.keras.ConstantSparsity(0.2, begin_step=1),
+        max_prune_steps=1)
     assert sorted(os.listdir(tmp_path)) == ["final", "state.json", "step_000", "step_001"]
     assert sorted(os.listdir(tmp_path / "step_001")) == ["plan.json", "weights.npz"]
 
@@ -249,7 +261,7 @@ class TableSchedule:
 # 52 neurons: step 1 -> 13 gone (39 left, inside); step 2 wants 26 gone (26 left: outside), its
 # retry removes 6 (33 left: inside); step 3 wants 29 gone: 10 (23), 5 (28) outside, 2 (31) inside;
 # step 4 wants 29 gone: 8, 4, 2 all outside -> stop, return step 3 retry 2.
-BACKTRACK = dict(schedule=TableSchedule(0.0, 0.25, 0.5, 0.55), max_steps=4, budget_points=0.5)
+BACKTRACK = dict(schedule=TableSchedule(0.0, 0.25, 0.5, 0.55), max_prune_steps=4, budget=0.5)
 EXPECTED = [(0, 0, 0, True), (1, 0, 13, True), (2, 0, 13, False), (2, 1, 6, True),
             (3, 0, 10, False), (3, 1, 5, False), (3, 2, 2, True),
             (4, 0, 8, False), (4, 1, 4, False), (4, 2, 2, False)]
@@ -294,7 +306,7 @@ def test_backtracks_zero_stops_at_the_first_step_outside_the_budget(setup, monke
     assert result.message.startswith("step 2 left the 0.5-point budget (") and \
         result.message.endswith("; returning step 1")
     assert not any("retry" in x for x in lines)
-    short = run_bt(setup, backtracks=0, progress=None, max_steps=1)  # never tries step 2
+    short = run_bt(setup, backtracks=0, progress=None, max_prune_steps=1)  # never tries step 2
     assert short.reason == "max_steps"
     assert short.plan == result.plan
     for k in short.weights:
@@ -325,8 +337,8 @@ def test_a_successful_retry_keeps_its_amount_as_the_next_steps_minimum(setup, mo
     """Step 1 retries 26 -> 13 neurons; the schedule then asks for less than already removed
     (20 %), yet step 2 removes at least the retry's 13 instead of stalling."""
     monkeypatch.setattr("pam_tf.prune.loop.evaluate", fake_evaluate)
-    result = run_bt(setup, schedule=TableSchedule(0.0, 0.5, 0.2), max_steps=2, backtracks=1,
-                    criterion="magnitude", progress=None)
+    result = run_bt(setup, schedule=TableSchedule(0.0, 0.5, 0.2), max_prune_steps=2,
+                    backtracks=1, criterion="magnitude", progress=None)
     assert attempts(result) == [(0, 0, 0, True), (1, 0, 26, False), (1, 1, 13, True),
                                 (2, 0, 13, False), (2, 1, 6, True)]
     assert result.reason == "schedule_end" and sum(result.plan.widths()) == 33
@@ -383,7 +395,7 @@ def test_backtracks_must_be_a_non_negative_integer(setup):
 
 
 def test_empty_groups_lets_an_exclusive_group_vanish_but_never_starves_a_reader():
-    from pam_tf.prune.loop import _keep_from, _narrowed
+    from pam_tf.prune.selection import keep_from, narrowed
     from tests.test_prune_surgery import make_plan, tiny_pair
 
     _, chain = tiny_pair()
@@ -400,7 +412,7 @@ def test_empty_groups_lets_an_exclusive_group_vanish_but_never_starves_a_reader(
     removal = choose_removal(pam, scores, n_exclusive, empty_groups=True)
     assert len(exclusive(removal)) == n_exclusive  # all can go: the shared group feeds readers
     for k in range(len(removal) + 1):  # every prefix leaves a valid plan
-        _narrowed(pam, _keep_from(pam, removal[:k]))
+        narrowed(pam, keep_from(pam, removal[:k]))
     none = make_plan("none", chain)  # each group is the only input of its readers
     scores = {f"{layer.name}__{g.key}": np.zeros(g.width)
               for layer, groups in zip(chain.hidden, none.layers) for g in groups}
