@@ -231,6 +231,43 @@ def _failure_lines(lines: list[str]) -> list[str]:
     return [ln for ln in lines if any(marker in ln for marker in _FAILURE_MARKERS)]
 
 
+@dataclass
+class _Scan:
+    """What reading one output collects besides :class:`BenchmarkOutput` fields: its stat lines
+    (unlabelled ones in order, each right after a run header; labelled ones by role), the last
+    percentile line, and how many timing lines carried a log severity prefix."""
+
+    blocks: list[RunStats] = field(default_factory=list)
+    labelled: dict[str, RunStats] = field(default_factory=dict)
+    pending_header: bool = False
+    seen_header: bool = False
+    prefixed: int = 0
+    extra_percentiles: dict[str, float] | None = None
+
+    def count_prefix(self, raw: str) -> None:
+        """Count a timing line printed with a severity prefix (new builds)."""
+        self.prefixed += bool(_PREFIX_RE.match(raw.strip()))
+
+    def add_stats(self, raw: str, line: str, match: re.Match) -> None:
+        """A ``[Label:] count=...`` line: a warm-up or steady-state block, or one to ignore."""
+        stats = parse_stat_line(line)
+        assert stats is not None
+        label = (match.group("label") or "").lower()
+        if label:
+            if "warm" in label:
+                self.labelled["warmup"] = stats
+            elif "steady" in label or "inference" in label:
+                self.labelled["steady"] = stats
+            else:
+                return
+        elif self.pending_header or not self.seen_header:
+            self.blocks.append(stats)
+        else:
+            return
+        self.pending_header = False
+        self.count_prefix(raw)
+
+
 def parse_benchmark_output(text: str, requested_delegate: str | None = None) -> BenchmarkOutput:
     """Parse one run's combined stdout+stderr.
 
@@ -248,80 +285,78 @@ def parse_benchmark_output(text: str, requested_delegate: str | None = None) -> 
         raise BenchmarkFailedError("benchmark_model reported a failure: " + " | ".join(failures[:5]))
 
     out = BenchmarkOutput(format="old", timings_style="none", requested_delegate=requested_delegate)
-    blocks: list[RunStats] = []  # stat lines in order, tagged by the header they follow
-    labelled: dict[str, RunStats] = {}
-    pending_header = False
-    seen_header = False
-    timing_lines_prefixed = 0
-    extra_percentiles: dict[str, float] | None = None
+    scan = _Scan()
     for raw, line in zip(raw_lines, lines):
-        if not line:
-            continue
-        if _RUN_HEADER_RE.match(line):
-            pending_header = seen_header = True
-            continue
-        stat_match = _STAT_LABEL_RE.match(line)
-        if stat_match and not line.startswith(("Timings (microseconds)", "Memory (bytes)")):
-            stats = parse_stat_line(line)
-            assert stats is not None
-            label = (stat_match.group("label") or "").lower()
-            if label:
-                if "warm" in label:
-                    labelled["warmup"] = stats
-                elif "steady" in label or "inference" in label:
-                    labelled["steady"] = stats
-                else:
-                    continue
-            elif pending_header or not seen_header:
-                blocks.append(stats)
-            else:
-                continue
-            pending_header = False
-            timing_lines_prefixed += bool(_PREFIX_RE.match(raw.strip()))
-            continue
-        pct = _parse_percentile_line(line)
-        if pct is not None:
-            extra_percentiles = pct
-            continue
-        if m := _SESSION_RE.search(line):
-            out.init_session_ms = _num(m.group("ms"))
-        elif m := _TIMINGS_NEW_RE.search(line):
-            out.timings_style = "inference"
-            timing_lines_prefixed += bool(_PREFIX_RE.match(raw.strip()))
-            out.init_us = _num(m.group("init"))
-            out.first_inference_us = _num(m.group("first"))
-            out.warmup_avg_us = _num(m.group("warmup"))
-            out.inference_avg_us = _num(m.group("avg"))
-        elif m := _TIMINGS_OLD_RE.search(line):
-            out.timings_style = "average"
-            timing_lines_prefixed += bool(_PREFIX_RE.match(raw.strip()))
-            _parse_old_timings(m.group("body"), out)
-        elif m := _MEM_RE.search(line):
-            out.memory_init_mb = _num(m.group("init"))
-            out.memory_overall_mb = _num(m.group("overall"))
-        elif m := _PEAK_RE.search(line):
-            out.peak_memory_mb = _num(m.group("peak"))
-        elif m := _MODEL_SIZE_RE.search(line):
-            out.model_size_mb = _num(m.group("mb"))
-        elif m := _DELEGATE_FULL_RE.search(line):
-            out.delegates.append(DelegateLine(m.group("name"), "full", 1))
-        elif m := _DELEGATE_PARTIAL_RE.search(line):
-            out.delegates.append(DelegateLine(m.group("name"), "partial", int(m.group("kernels"))))
-        elif m := _DELEGATE_NONE_RE.search(line):
-            out.delegates.append(DelegateLine(m.group("name"), "none", 0))
-        elif m := _PARAM_RE.match(line):
-            out.params[m.group("name").strip()] = m.group("value")
-        elif raw.strip().startswith(("WARN", "ERROR")):
-            out.warnings.append(line)
+        if line:
+            _read_line(out, scan, raw, line)
+    _settle_stats(out, scan, lines)
+    _derive_times(out)
+    # New builds log through TFLITE_LOG with a severity prefix; old ones printed bare lines.
+    out.format = "new" if scan.prefixed else "old"
+    _classify_delegate(out, requested_delegate)
+    return out
 
-    if len(blocks) >= 2:
-        out.warmup, out.steady = blocks[0], blocks[-1]
-    elif len(blocks) == 1:
-        out.steady = blocks[0]
-    out.warmup = labelled.get("warmup", out.warmup)
-    out.steady = labelled.get("steady", out.steady)
-    if out.steady is not None and extra_percentiles:
-        out.steady.percentiles.update(extra_percentiles)
+
+def _read_line(out: BenchmarkOutput, scan: _Scan, raw: str, line: str) -> None:
+    """One non-empty line (``line``: without its severity prefix; ``raw``: as printed)."""
+    if _RUN_HEADER_RE.match(line):
+        scan.pending_header = scan.seen_header = True
+        return
+    stat_match = _STAT_LABEL_RE.match(line)
+    if stat_match and not line.startswith(("Timings (microseconds)", "Memory (bytes)")):
+        scan.add_stats(raw, line, stat_match)
+        return
+    pct = _parse_percentile_line(line)
+    if pct is not None:
+        scan.extra_percentiles = pct
+        return
+    _read_info_line(out, scan, raw, line)
+
+
+def _read_info_line(out: BenchmarkOutput, scan: _Scan, raw: str, line: str) -> None:
+    """A line that is not a stat line: timings summary, memory, delegates, parameters, warnings."""
+    if m := _SESSION_RE.search(line):
+        out.init_session_ms = _num(m.group("ms"))
+    elif m := _TIMINGS_NEW_RE.search(line):
+        out.timings_style = "inference"
+        scan.count_prefix(raw)
+        out.init_us = _num(m.group("init"))
+        out.first_inference_us = _num(m.group("first"))
+        out.warmup_avg_us = _num(m.group("warmup"))
+        out.inference_avg_us = _num(m.group("avg"))
+    elif m := _TIMINGS_OLD_RE.search(line):
+        out.timings_style = "average"
+        scan.count_prefix(raw)
+        _parse_old_timings(m.group("body"), out)
+    elif m := _MEM_RE.search(line):
+        out.memory_init_mb = _num(m.group("init"))
+        out.memory_overall_mb = _num(m.group("overall"))
+    elif m := _PEAK_RE.search(line):
+        out.peak_memory_mb = _num(m.group("peak"))
+    elif m := _MODEL_SIZE_RE.search(line):
+        out.model_size_mb = _num(m.group("mb"))
+    elif m := _DELEGATE_FULL_RE.search(line):
+        out.delegates.append(DelegateLine(m.group("name"), "full", 1))
+    elif m := _DELEGATE_PARTIAL_RE.search(line):
+        out.delegates.append(DelegateLine(m.group("name"), "partial", int(m.group("kernels"))))
+    elif m := _DELEGATE_NONE_RE.search(line):
+        out.delegates.append(DelegateLine(m.group("name"), "none", 0))
+    elif m := _PARAM_RE.match(line):
+        out.params[m.group("name").strip()] = m.group("value")
+    elif raw.strip().startswith(("WARN", "ERROR")):
+        out.warnings.append(line)
+
+
+def _settle_stats(out: BenchmarkOutput, scan: _Scan, lines: list[str]) -> None:
+    """Pick the warm-up and steady-state stats (labelled ones win); refuse unusable timings."""
+    if len(scan.blocks) >= 2:
+        out.warmup, out.steady = scan.blocks[0], scan.blocks[-1]
+    elif len(scan.blocks) == 1:
+        out.steady = scan.blocks[0]
+    out.warmup = scan.labelled.get("warmup", out.warmup)
+    out.steady = scan.labelled.get("steady", out.steady)
+    if out.steady is not None and scan.extra_percentiles:
+        out.steady.percentiles.update(scan.extra_percentiles)
     if out.steady is not None and out.steady.count == 0:
         raise MalformedOutputError("benchmark_model output has a steady-state line with count=0 (no run finished)")
     if out.steady is None and out.inference_avg_us is None:
@@ -331,6 +366,10 @@ def parse_benchmark_output(text: str, requested_delegate: str | None = None) -> 
             f"'Inference timings in us' line); output starts: {head!r}")
     if out.inference_avg_us is None and out.steady is not None and out.steady.avg is None:
         raise MalformedOutputError("benchmark_model steady-state line has no avg= value")
+
+
+def _derive_times(out: BenchmarkOutput) -> None:
+    """Fill warm-up, first-inference and init times that one output style leaves out."""
     if out.warmup is not None and out.warmup_avg_us is None:
         out.warmup_avg_us = out.warmup.avg
     if out.first_inference_us is None and out.warmup is not None:
@@ -339,10 +378,6 @@ def parse_benchmark_output(text: str, requested_delegate: str | None = None) -> 
         out.init_us = out.init_session_ms * 1000.0
     if out.init_session_ms is None and out.init_us is not None:
         out.init_session_ms = out.init_us / 1000.0
-    # New builds log through TFLITE_LOG with a severity prefix; old ones printed bare lines.
-    out.format = "new" if timing_lines_prefixed else "old"
-    _classify_delegate(out, requested_delegate)
-    return out
 
 
 def _ms(us: float | None) -> float | None:
