@@ -1,7 +1,7 @@
 """Export a plan-built multitask model as TFLite files, one per task combination, plus a manifest.
 
 Entry points: :func:`export_all` and :func:`load_manifest`. The manifest schema is documented in
-:mod:`pam_tf.export.manifest`.
+:mod:`pam_tf.manifest_format`.
 
 What makes the result trustworthy (each step fails the export with a message naming the file):
 
