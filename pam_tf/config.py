@@ -1,0 +1,302 @@
+"""The one source of configuration: typed sections whose fields carry their help and bounds.
+
+Every setting of the main job is a field of one section below; ``tools/merge_and_export.py``
+generates its absl flags from these fields (:func:`define_flags`), so a default, a bound or a
+help text is written exactly once. Flag names are the field names, unique across sections.
+
+Sections follow the stages that read them, and each stage's resume key hashes only the sections
+it reads (see :mod:`pam_tf.stages`):
+
+    DataConfig     the split policy (info batch, validation half, test half, fine-tune subset)
+    InfoConfig     the information estimate (KDE σ², conv reduction)
+    MergeConfig    how PAM regroups (mode, α)
+    PruneSettings  the pruning loop (criterion, budget, schedule length, fine-tuning, ranking)
+    ExportConfig   the .tflite files (combinations, weight format, layout)
+    BenchConfig    the host LiteRT benchmark
+
+This module imports nothing heavy: the CLI builds its flags before TensorFlow loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
+            lower: float | None = None, upper: float | None = None) -> Any:
+    """A dataclass field with the help text, choices and bounds its flag is generated from."""
+    kw: dict = {"metadata": {"help": help, "choices": choices, "lower": lower, "upper": upper}}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda d=tuple(default): d, **kw)
+    return field(default=default, **kw)
+
+
+def check_bounds(section) -> None:
+    """Raise ValueError naming the field when a value is outside its choices or bounds."""
+    for f in dataclasses.fields(section):
+        meta, value = f.metadata, getattr(section, f.name)
+        if value is None or not meta:
+            continue
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ValueError(f"--{f.name}={value!r} is not one of {', '.join(meta['choices'])}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if meta.get("lower") is not None and value < meta["lower"]:
+            raise ValueError(f"--{f.name}={value} is below its lower bound {meta['lower']}")
+        if meta.get("upper") is not None and value > meta["upper"]:
+            raise ValueError(f"--{f.name}={value} is above its upper bound {meta['upper']}")
+
+
+class _Section:
+    """Shared behaviour of the config sections: validation, JSON, a stable hash."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    def key(self) -> str:
+        """A short stable hash of the section's values (part of a stage's resume key)."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """How the data are split. The held-out split is cut in two halves: the first (at most
+    ``val_samples`` images) steers every decision (the information batch is drawn from it, and the
+    pruning budget is judged on it); the second is only ever used to report. The single-task nets
+    saw the whole training split, so fine-tuning reuses ``train_samples`` of it."""
+
+    info_samples: int = setting(128, "Held-out samples (from the validation half) used to "
+                                "estimate information.", lower=8)
+    train_samples: int = setting(12000, "Training images used to fine-tune while pruning.",
+                                 lower=16)
+    val_samples: int = setting(5000, "Held-out images that steer pruning (the budget); the rest "
+                               "of the held-out split reports accuracy.", lower=8)
+
+
+@dataclass(frozen=True)
+class InfoConfig(_Section):
+    """The KDE information estimate (method.md §4)."""
+
+    sigma2: float = setting(0.1, "Noise variance of the KDE information estimate.", lower=1e-6)
+    sigma2_scale: str = setting("layer", "absolute: --sigma2 as given (the paper's); layer: "
+                                "--sigma2 times each layer's median squared sample distance "
+                                "(avoids saturation with large activations).",
+                                choices=("absolute", "layer"))
+    reduce: str = setting("max", "How a conv neuron becomes one number per sample: spatial max "
+                          "(the paper's intent) or mean.", choices=("max", "mean"))
+
+
+@dataclass(frozen=True)
+class MergeConfig(_Section):
+    """How PAM regroups each layer (method.md §5). alpha_conv / alpha_dense override --alpha
+    for one layer kind."""
+
+    mode: str = setting("paper", "PAM groups: exclusive + all-task (paper) or any task subset "
+                        "(subsets).", choices=("paper", "subsets"))
+    alpha: float = setting(0.05, "PAM alpha: fraction of a layer's information (relative) or "
+                           "nats.", lower=0.0)
+    alpha_conv: float | None = setting(None, "PAM alpha of conv layers (default: --alpha).",
+                                       lower=0.0)
+    alpha_dense: float | None = setting(None, "PAM alpha of dense layers (default: --alpha).",
+                                        lower=0.0)
+    alpha_relative: bool = setting(True, "Read alpha relative to each layer's information.")
+
+    def alpha_for(self, kind: str) -> float:
+        """α of a layer kind ('conv' or 'dense')."""
+        own = self.alpha_conv if kind == "conv" else self.alpha_dense
+        return self.alpha if own is None else own
+
+
+@dataclass(frozen=True)
+class PruneSettings(_Section):
+    """The pruning loop's settings (method.md §7; :func:`pam_tf.prune.prune`)."""
+
+    criterion: str = setting("taylor", "Pruning importance.",
+                             choices=("taylor", "vib", "magnitude"))
+    budget: float = setting(1.0, "Accuracy budget in points below each unpruned single-task net "
+                            "(judged on the validation half).", lower=0.0)
+    target_flops: float | None = setting(None, "Prune to this fraction of FLOPs instead of the "
+                                         "budget.", lower=0.0, upper=1.0)
+    max_prune_steps: int = setting(40, "Most pruning steps per network.", lower=0)
+    finetune_steps: int = setting(100, "Mini-batches of fine-tuning after each pruning step.",
+                                  lower=1)
+    initial_finetune_steps: int | None = setting(
+        None, "Mini-batches of fine-tuning before the first pruning step (default: "
+        "4 x --finetune_steps for a merged network, which is not function-preserving; 0 for a "
+        "network that is its original).", lower=0)
+    final_finetune_steps: int | None = setting(
+        None, "Mini-batches of fine-tuning of the returned network (default: 2 x "
+        "--finetune_steps).", lower=0)
+    batch_size: int = setting(64, "Fine-tuning mini-batch size.", lower=1)
+    lr: float = setting(1e-3, "Fine-tuning learning rate (Adam).", lower=0.0)
+    ranking: str = setting("global", "Rank neurons across all layers (global) or remove the "
+                           "same share from each layer (per_layer).",
+                           choices=("global", "per_layer"))
+    flops_aware: bool = setting(True, "Rank neurons by importance per FLOP they cost, weighted "
+                                "by how many task combinations compute them.")
+    backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
+                              "budget (0: stop at the first such step).", lower=0)
+    empty_groups: bool = setting(True, "Let pruning remove a whole group when every reader of "
+                                 "it reads another group too (else each group keeps >= 1 "
+                                 "neuron).")
+    min_group_width: int = setting(1, "Fewest neurons a group keeps while pruning.", lower=1)
+    round_to: int = setting(1, "Round every group's width up to a multiple of this (SIMD "
+                            "friendly widths on phones).", lower=1)
+    unstructured_sparsity: float | None = setting(
+        None, "After structured pruning, tfmot magnitude pruning of the hidden kernels to this "
+        "sparsity (stripped; zeros stay in dense tensors, so FLOPs do not change).",
+        lower=0.0, upper=1.0)
+    unstructured_steps: int = setting(100, "Fine-tuning mini-batches of the unstructured stage.",
+                                      lower=1)
+
+    def resolved(self, *, merged: bool) -> "PruneSettings":
+        """Concrete fine-tuning lengths: a merged network (not function-preserving, method.md
+        §6) first recovers for 4 x finetune_steps; every returned network gets 2 x."""
+        initial = self.initial_finetune_steps
+        if initial is None:
+            initial = 4 * self.finetune_steps if merged else 0
+        final = self.final_finetune_steps
+        if final is None:
+            final = 2 * self.finetune_steps
+        return dataclasses.replace(self, initial_finetune_steps=initial,
+                                   final_finetune_steps=final)
+
+
+@dataclass(frozen=True)
+class ExportConfig(_Section):
+    """The exported .tflite files (pam_tf.export)."""
+
+    combinations: tuple[str, ...] = setting(("all",), "Combinations to export: 'all' or e.g. "
+                                            "a,b,a+b.")
+    quantize: str = setting("float32", "TFLite weight format.",
+                            choices=("float32", "float16", "int8"))
+    layout: str = setting("fused", "TFLite layout of a layer with several groups: one conv with "
+                          "zero blocks (fused: fewer ops, some extra MACs; never slower in "
+                          "benchmarks/bench_layout.py) or one conv per group + concat (split: "
+                          "MACs exactly as planned).", choices=("split", "fused"))
+
+
+@dataclass(frozen=True)
+class BenchConfig(_Section):
+    """The host LiteRT benchmark of the exported files (android_bench host mode)."""
+
+    benchmark: bool = setting(True, "Time the exported files on this host with LiteRT.")
+    bench_threads: int = setting(1, "LiteRT threads for the host benchmark.", lower=1)
+    bench_repeats: int = setting(3, "Repeats of each file's timing.", lower=1)
+    bench_warmup_runs: int = setting(5, "Warm-up invocations before timing.", lower=0)
+    bench_num_runs: int = setting(100, "Fewest timed invocations per repeat.", lower=1)
+    bench_min_secs: float = setting(0.3, "Shortest timing per repeat, in seconds.", lower=0.0)
+    bench_max_secs: float = setting(20.0, "Longest timing per repeat, in seconds.", lower=0.0)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "info": InfoConfig, "merge": MergeConfig,
+                             "prune": PruneSettings, "export": ExportConfig,
+                             "bench": BenchConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's results (the output folder is not part of it).
+
+    ``method`` is the primary method (a name of :data:`pam_tf.methods.METHODS`); ``compare``
+    adds the baselines for the report. Build one from flat settings with :meth:`from_flat`.
+    """
+
+    models: tuple[str, ...]
+    suite: str
+    method: str = setting("pam", "Merge method of the run (see pam_tf.methods): pam, none (B1: "
+                          "no merging), shared (one all-task trunk).")
+    compare: bool = setting(True, "Also run the baselines (B1) for the report (--nocompare to "
+                            "skip them).")
+    seed: int = setting(0, "Seed for every random choice (info batch, fine-tuning order).",
+                        lower=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    info: InfoConfig = field(default_factory=InfoConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    @staticmethod
+    def from_flat(models, suite: str, **flat) -> "RunConfig":
+        """A RunConfig from flag-style keyword arguments (``budget=0.5, layout="split"``)."""
+        top = {k: flat.pop(k) for k in ("method", "compare", "seed") if k in flat}
+        sections = {}
+        for name, cls in SECTIONS.items():
+            names = {f.name for f in dataclasses.fields(cls)}
+            values = {k: flat.pop(k) for k in list(flat) if k in names}
+            if "combinations" in values:
+                values["combinations"] = tuple(values["combinations"])
+            sections[name] = cls(**values)
+        if flat:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(flat))}")
+        return RunConfig(models=tuple(models), suite=suite, **top, **sections)
+
+    def flat(self) -> dict:
+        """Every setting by its flag name (models and suite included)."""
+        out = {"models": list(self.models), "suite": self.suite, "method": self.method,
+               "compare": self.compare, "seed": self.seed}
+        for name in SECTIONS:
+            out.update(getattr(self, name).to_json())
+        return out
+
+
+# ----- absl flags generated from the sections ---------------------------------------------------
+def _flag_type(f: dataclasses.Field, hints: dict) -> type:
+    hint = hints[f.name]
+    if typing.get_origin(hint) is tuple:
+        return tuple
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+ALL_SECTIONS: tuple[type, ...] = (RunConfig, *SECTIONS.values())
+
+
+def define_flags(flag_values=None, sections: tuple[type, ...] = ALL_SECTIONS,
+                 choices: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Define one absl flag per setting field of `sections` (name, default, help, bounds,
+    choices); `choices` adds choices known only to the caller (e.g. the registered methods)."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    for cls in sections:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.metadata:  # models, suite and the sections themselves
+                continue
+            meta = {**f.metadata, **({"choices": choices[f.name]}
+                                     if choices and f.name in choices else {})}
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kind = _flag_type(f, hints)
+            kw = {"flag_values": fv}
+            if kind is bool:
+                flags.DEFINE_bool(f.name, default, meta["help"], **kw)
+            elif meta.get("choices"):
+                flags.DEFINE_enum(f.name, default, list(meta["choices"]), meta["help"], **kw)
+            elif kind is int:
+                flags.DEFINE_integer(f.name, default, meta["help"], lower_bound=meta["lower"],
+                                     upper_bound=meta["upper"], **kw)
+            elif kind is float:
+                flags.DEFINE_float(f.name, default, meta["help"], lower_bound=meta["lower"],
+                                   upper_bound=meta["upper"], **kw)
+            elif kind is str:
+                flags.DEFINE_string(f.name, default, meta["help"], **kw)
+            else:  # tuple[str, ...]
+                flags.DEFINE_list(f.name, list(default), meta["help"], **kw)
+
+
+def flag_names(sections: tuple[type, ...] = ALL_SECTIONS) -> list[str]:
+    """The flag names :func:`define_flags` defines."""
+    return [f.name for cls in sections for f in dataclasses.fields(cls) if f.metadata]

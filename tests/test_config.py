@@ -1,0 +1,77 @@
+"""The one configuration source: typed sections, flags generated from them, defaults that agree."""
+import dataclasses
+import inspect
+
+import pytest
+from absl import flags
+
+from pam_tf.config import (ALL_SECTIONS, SECTIONS, ExportConfig, PruneSettings, RunConfig,
+                           define_flags, flag_names)
+
+
+def test_every_setting_becomes_a_flag_with_its_default_and_help():
+    fv = flags.FlagValues()
+    define_flags(fv, choices={"method": ("pam", "none", "shared")})
+    for cls in ALL_SECTIONS:
+        for f in dataclasses.fields(cls):
+            if not f.metadata:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            flag = fv[f.name]
+            assert flag.help.endswith(f.metadata["help"])  # enums prefix their choices
+            assert (list(default) if isinstance(default, tuple) else default) == flag.default
+    assert set(flag_names()) == {name for name in fv}
+
+
+def test_flag_names_are_unique_across_sections():
+    names = flag_names()
+    assert len(names) == len(set(names))
+
+
+def test_flat_settings_round_trip_through_the_sections():
+    config = RunConfig.from_flat(("a.keras", "b.keras"), "fashion2", budget=0.5, layout="split",
+                                 bench_threads=2, mode="subsets", seed=3)
+    assert config.prune.budget == 0.5 and config.export.layout == "split"
+    assert config.bench.bench_threads == 2 and config.merge.mode == "subsets"
+    again = RunConfig.from_flat(config.models, config.suite,
+                                **{k: v for k, v in config.flat().items()
+                                   if k not in ("models", "suite")})
+    assert again == config
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(TypeError, match="unknown setting\\(s\\): val_sample"):
+        RunConfig.from_flat(("a.keras",), "fashion2", val_sample=10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(budget=-1.0), r"--budget=-1.0 is below its lower bound 0.0"),
+    (dict(layout="diagonal"), r"--layout='diagonal' is not one of split, fused"),
+    (dict(target_flops=1.5), r"--target_flops=1.5 is above its upper bound 1.0"),
+    (dict(seed=-2), r"--seed=-2 is below its lower bound 0"),
+])
+def test_out_of_bounds_values_are_refused_naming_the_flag(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_flat(("a.keras",), "fashion2", **kwargs)
+
+
+def test_export_all_defaults_agree_with_the_export_section():
+    from pam_tf.export import export_all
+
+    params = inspect.signature(export_all).parameters
+    assert params["layout"].default == ExportConfig().layout
+    assert params["quantize"].default == ExportConfig().quantize
+
+
+def test_resolved_fine_tuning_lengths_follow_the_method():
+    s = PruneSettings(finetune_steps=10)
+    assert s.resolved(merged=True).initial_finetune_steps == 40
+    assert s.resolved(merged=False).initial_finetune_steps == 0
+    assert s.resolved(merged=False).final_finetune_steps == 20
+    explicit = PruneSettings(finetune_steps=10, initial_finetune_steps=5, final_finetune_steps=0)
+    assert explicit.resolved(merged=True) == explicit
+
+
+def test_sections_hash_their_values():
+    assert SECTIONS["export"]().key() == ExportConfig().key()
+    assert ExportConfig(layout="split").key() != ExportConfig().key()
