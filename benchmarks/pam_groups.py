@@ -18,7 +18,9 @@ from pam_tf import io
 from pam_tf.chain import trace_model
 from pam_tf.data import load_suite
 from pam_tf.data.sources import data_dir
-from pam_tf.merge import PamConfig, pam_plan, trivial_plan
+from pam_tf.config import DataConfig, InfoConfig, MergeConfig
+from pam_tf.merge import pam_plan
+from pam_tf.methods import MergeInputs, get_method
 from pam_tf.train import load_single_task_model, save_single_task_model, train_single_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,12 +49,13 @@ def single_task_models(ds, epochs: int, seed: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="fashion2")
-    ap.add_argument("--mode", default="paper", choices=["paper", "subsets"])
-    ap.add_argument("--alpha", type=float, default=0.05)
+    merge, info = MergeConfig(), InfoConfig()  # the main job's defaults, from one place
+    ap.add_argument("--mode", default=merge.mode, choices=["paper", "subsets"])
+    ap.add_argument("--alpha", type=float, default=merge.alpha)
     ap.add_argument("--absolute", action="store_true", help="alpha in nats, not relative")
-    ap.add_argument("--samples", type=int, default=128)
-    ap.add_argument("--sigma2", type=float, default=0.1)
-    ap.add_argument("--sigma2_scale", default="absolute", choices=["absolute", "layer"])
+    ap.add_argument("--samples", type=int, default=DataConfig().info_samples)
+    ap.add_argument("--sigma2", type=float, default=info.sigma2)
+    ap.add_argument("--sigma2_scale", default=info.sigma2_scale, choices=["absolute", "layer"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -63,13 +66,12 @@ def main() -> None:
     models = [m for m, _ in loaded]
     traced = [trace_model(m, name=f"lenet5_{t.name}") for m, t in zip(models, ds.tasks)]
     x, y = ds.info_batch(args.samples, seed=args.seed)
-    cfg = PamConfig(mode=args.mode, alpha_conv=args.alpha, alpha_dense=args.alpha,
-                    relative=not args.absolute, samples=args.samples,
-                    sigma2=args.sigma2, sigma2_scale=args.sigma2_scale)
+    merge = MergeConfig(mode=args.mode, alpha=args.alpha, alpha_relative=not args.absolute)
+    info = InfoConfig(sigma2=args.sigma2, sigma2_scale=args.sigma2_scale)
     start = time.perf_counter()
-    plan = pam_plan(models, traced, ds.tasks, x, y, cfg)
+    plan = pam_plan(models, traced, ds.tasks, x, y, merge, info)
     seconds = time.perf_counter() - start
-    b1 = trivial_plan("none", traced, ds.tasks)
+    b1 = get_method("none").produce(MergeInputs(traced, ds.tasks))
     result = {
         "suite": ds.suite, "mode": args.mode, "alpha": args.alpha, "relative": not args.absolute,
         "samples": args.samples, "sigma2": args.sigma2, "sigma2_scale": args.sigma2_scale, "data_checksum": ds.checksum, "seconds": round(seconds, 2),

@@ -249,7 +249,3 @@ def label_entropy(y: np.ndarray) -> float:
     _, counts = encode_labels(y)
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
-
-
-# Old private names, still imported by pam_tf.regroup; remove once it imports the public ones.
-_as_samples, _check_sigma2, _check_label_list = as_samples, check_sigma2, check_label_list

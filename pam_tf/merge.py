@@ -1,62 +1,38 @@
-"""Merge: producers of plans from n traced single-task networks.
+"""Merge: information of the networks' neurons, and the PAM plan built from it.
 
-``pam`` runs Pruning-Aware Merging (method.md §4-§5): per hidden layer, pool the neurons of all n
-networks, measure on one held-out batch labelled for every task how much each set of neurons
-tells about each task, and let :func:`pam_tf.regroup.regroup_layer` decide which tasks own which
-neurons. ``none`` (B1: every task keeps its own network) and ``shared`` (one all-task trunk) are the
-trivial producers. Every producer returns a :class:`~pam_tf.plan.Plan`, so everything downstream
-(build, prune, export) is the same for all methods.
+Pruning-Aware Merging (method.md §4-§5): per hidden layer, pool the neurons of all n networks,
+measure on one held-out batch labelled for every task how much each set of neurons tells about
+each task, and let :func:`pam_tf.regroup.regroup_layer` decide which tasks own which neurons.
+
+The measurement is its own artifact (:class:`InformationTable`): the main job computes it once
+(information stage), reports it, and hands it to regrouping, which reuses each layer's σ² and
+whole-layer information instead of computing them again. The trivial producers (no merging,
+fully shared) and the method objects that call these functions live in :mod:`pam_tf.methods`.
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
+from pam_tf import io
 from pam_tf.chain import TracedModel, check_same_chain, layer_activation_model
+from pam_tf.config import InfoConfig, MergeConfig
 from pam_tf.information import pairwise_sq_dists, reduce_conv
-from pam_tf.plan import Plan, no_merge_plan, plan_from_owners, shared_plan
-from pam_tf.regroup import regroup_layer
+from pam_tf.plan import Plan, plan_from_owners
+from pam_tf.regroup import layer_task_information, regroup_layer
 from pam_tf.tasks import Task
-
-MERGE_METHODS = ("pam", "none", "shared")
-
-
-@dataclass(frozen=True)
-class PamConfig:
-    """Settings of the PAM regrouping.
-
-    alpha_conv / alpha_dense: α per layer kind. With ``relative=True`` (default) α is a fraction of
-    the layer's whole information about the task (α_t = alpha · I(all neurons; Y_t)); the default
-    0.05 follows the feasibility run in method.md §11, where 0.02-0.2 gave similar groupings and
-    absolute α values meant different things in different layers (the KDE bound saturates).
-
-    sigma2_scale: ``"absolute"`` uses σ² as given (the paper's 0.1). ``"layer"`` (default) uses
-    σ²_l = sigma2 · median squared distance between the layer's samples, so the noise scale
-    follows the activation scale: with ReLU activations in the tens, an absolute σ² = 0.1 makes
-    every sample isolated, the bound saturates at the labels' entropy for *any* label, and every
-    neuron looks informative about every task (on `composite`, dense layers then end up almost
-    all in the all-task group; with "layer" they split into digit+parity and garment+category,
-    and on fashion2 the pruned PAM network's a+b cost drops from 0.50 to 0.30 MFLOPs).
-    """
-
-    mode: str = "paper"
-    sigma2_scale: str = "layer"
-    alpha_conv: float = 0.05
-    alpha_dense: float = 0.05
-    relative: bool = True
-    sigma2: float = 0.1
-    reduce: str = "max"
-    samples: int = 128
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def layer_sigma2(acts: np.ndarray, sigma2: float, scale: str) -> float:
-    """σ² for one layer: as given, or relative to the layer's median squared sample distance."""
+    """σ² for one layer: as given, or relative to the layer's median squared sample distance.
+
+    With ReLU activations in the tens an absolute σ² = 0.1 isolates every sample, the KDE bound
+    saturates at the labels' entropy for *any* label and every neuron looks informative about
+    every task; the layer scale keeps the noise in proportion to the activations."""
     if scale == "absolute":
         return float(sigma2)
     if scale != "layer":
@@ -83,56 +59,108 @@ def pooled_activations(models: Sequence, traced: Sequence[TracedModel], x: np.nd
             for l in range(len(chain.hidden))]
 
 
-def pam_plan(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Task],
-             x_info: np.ndarray, y_info: dict[str, np.ndarray], config: PamConfig = PamConfig(),
-             progress: Callable[[str], None] = print) -> Plan:
-    """Regroup every hidden layer with PAM and return the plan (model t is task t's network)."""
-    acts = pooled_activations(models, traced, x_info, config.reduce)
-    return pam_plan_from_activations(traced, tasks, acts, y_info, config, progress)
+@dataclass
+class InformationTable:
+    """What the information stage measured: per hidden layer the pooled activations, its σ² and
+    I(all neurons; Y_t) per task, plus the batch's labels."""
+
+    layers: list[str]
+    tasks: list[str]
+    acts: list[np.ndarray]
+    sigma2: list[float]
+    information: list[list[float]]  # [layer][task]
+    labels: dict[str, np.ndarray]
+    config: InfoConfig
+
+    @property
+    def samples(self) -> int:
+        return int(len(self.acts[0]))
+
+    def to_json(self) -> dict:
+        """The human-readable part (information.json; the report prints it)."""
+        return {"samples": self.samples, "reduce": self.config.reduce, **self.config.to_json(),
+                "layers": [{"layer": name, "neurons": int(a.shape[1]), "sigma2": s2,
+                            "information": dict(zip(self.tasks, info))}
+                           for name, a, s2, info in zip(self.layers, self.acts, self.sigma2,
+                                                        self.information)]}
+
+    def save(self, folder: str) -> None:
+        """information.npz (arrays) then information.json (written last: marks completion)."""
+        arrays = {f"acts_{l}": a for l, a in enumerate(self.acts)}
+        arrays.update({f"y_{t}": self.labels[t] for t in self.tasks})
+        io.save_npz(os.path.join(folder, "information.npz"), arrays)
+        io.write_json(os.path.join(folder, "information.json"), self.to_json())
+
+    @staticmethod
+    def load(folder: str) -> "InformationTable":
+        meta = io.read_json(os.path.join(folder, "information.json"))
+        data = io.load_npz(os.path.join(folder, "information.npz"))
+        layers = meta["layers"]
+        tasks = list(layers[0]["information"]) if layers else []
+        config = InfoConfig(**{k: meta[k] for k in InfoConfig.__dataclass_fields__})
+        return InformationTable([r["layer"] for r in layers], tasks,
+                                [data[f"acts_{l}"] for l in range(len(layers))],
+                                [float(r["sigma2"]) for r in layers],
+                                [[float(r["information"][t]) for t in tasks] for r in layers],
+                                {t: data[f"y_{t}"] for t in tasks}, config)
 
 
-def pam_plan_from_activations(traced: Sequence[TracedModel], tasks: Sequence[Task],
-                              acts: Sequence[np.ndarray], y_info: dict[str, np.ndarray],
-                              config: PamConfig = PamConfig(),
-                              progress: Callable[[str], None] = print) -> Plan:
-    """PAM from pooled activations (see :func:`pooled_activations`) and the batch's labels."""
+def measure_information(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Task],
+                        x: np.ndarray, y: dict[str, np.ndarray], config: InfoConfig = InfoConfig(),
+                        progress: Callable[[str], None] = print) -> InformationTable:
+    """Activations of every network on the batch and I(layer; task) per hidden layer."""
     chain = check_same_chain(traced)
-    task_labels = [t.information_labels(y_info[t.name]) for t in tasks]
+    acts = pooled_activations(models, traced, x, config.reduce)
+    labels = [t.information_labels(y[t.name]) for t in tasks]
+    sigma2, info = [], []
+    for l, layer in enumerate(chain.hidden):
+        sigma2.append(layer_sigma2(acts[l], config.sigma2, config.sigma2_scale))
+        info.append(layer_task_information(acts[l], labels, sigma2[-1]))
+        progress(f"  {layer.name:>8}: " + ", ".join(
+            f"I(layer; {t.name}) = {v:.3f} nats" for t, v in zip(tasks, info[-1])))
+    return InformationTable([layer.name for layer in chain.hidden], [t.name for t in tasks],
+                            acts, sigma2, info, {t.name: y[t.name] for t in tasks}, config)
+
+
+def pam_plan_from_information(traced: Sequence[TracedModel], tasks: Sequence[Task],
+                              table: InformationTable, merge: MergeConfig = MergeConfig(),
+                              progress: Callable[[str], None] = print) -> Plan:
+    """Regroup every hidden layer from a measured :class:`InformationTable`."""
+    chain = check_same_chain(traced)
+    task_labels = [t.information_labels(table.labels[t.name]) for t in tasks]
     owners, layer_meta = [], []
     for l, layer in enumerate(chain.hidden):
         start = time.perf_counter()
-        alpha = config.alpha_conv if layer.kind == "conv" else config.alpha_dense
-        sigma2 = layer_sigma2(acts[l], config.sigma2, config.sigma2_scale)
-        grouping = regroup_layer(acts[l], task_labels, alpha, mode=config.mode,
-                                 sigma2=sigma2, relative=config.relative)
+        grouping = regroup_layer(table.acts[l], task_labels, merge.alpha_for(layer.kind),
+                                 mode=merge.mode, sigma2=table.sigma2[l],
+                                 relative=merge.alpha_relative,
+                                 layer_information=table.information[l])
         owners.append(grouping.owners)
         sizes = {"+".join(tasks[i].name for i in sorted(k)): len(v)
                  for k, v in grouping.groups().items()}
-        layer_meta.append({"layer": layer.name, "alpha": grouping.alpha_used, "sigma2": sigma2,
-                           "information": grouping.layer_information,
+        layer_meta.append({"layer": layer.name, "alpha": grouping.alpha_used,
+                           "sigma2": table.sigma2[l], "information": grouping.layer_information,
                            "dropped": len(grouping.dropped()), "groups": sizes,
                            "seconds": round(time.perf_counter() - start, 3)})
-        progress(f"  regroup {layer.name:>8}: {acts[l].shape[1]} neurons -> "
+        progress(f"  regroup {layer.name:>8}: {table.acts[l].shape[1]} neurons -> "
                  + ", ".join(f"{k}: {v}" for k, v in sizes.items())
                  + f", dropped {len(grouping.dropped())}"
                  f" ({layer_meta[-1]['seconds']:.1f} s)")
     return plan_from_owners(
         chain, [t.name for t in tasks], [t.n_outputs for t in tasks],
         [traced[i].chain.head.activation for i in range(len(tasks))], owners, method="pam",
-        meta={"pam": config.to_json(), "layers": layer_meta,
-              "info_samples": int(len(acts[0]))})
+        meta={"pam": {**merge.to_json(), **table.config.to_json()}, "layers": layer_meta,
+              "info_samples": table.samples})
 
 
-def trivial_plan(method: str, traced: Sequence[TracedModel], tasks: Sequence[Task]) -> Plan:
-    """The ``none`` (B1) or ``shared`` plan of the traced networks."""
-    chain = check_same_chain(traced)
-    args = (chain, [t.name for t in tasks], [t.n_outputs for t in tasks],
-            [tr.chain.head.activation for tr in traced])
-    if method == "none":
-        return no_merge_plan(*args)
-    if method == "shared":
-        return shared_plan(*args)
-    raise ValueError(f"unknown merge method {method!r}; one of {', '.join(MERGE_METHODS)}")
+def pam_plan(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Task],
+             x_info: np.ndarray, y_info: dict[str, np.ndarray],
+             merge: MergeConfig = MergeConfig(), info: InfoConfig = InfoConfig(),
+             progress: Callable[[str], None] = print) -> Plan:
+    """Measure information and regroup in one call (model t is task t's network)."""
+    table = measure_information(models, traced, tasks, x_info, y_info, info,
+                                progress=lambda _line: None)
+    return pam_plan_from_information(traced, tasks, table, merge, progress)
 
 
 def check_heads_match_tasks(traced: Sequence[TracedModel], tasks: Sequence[Task],

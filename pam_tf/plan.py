@@ -18,17 +18,16 @@ That order is also the input order of every group that reads them (method.md §6
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from pam_tf.chain import Chain, TraceError
 from pam_tf.cost import Cost, total
 from pam_tf import io
+from pam_tf.tasks import TASK_NAME
 
 PLAN_VERSION = 1
-TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-METHODS = ("pam", "none", "shared", "mtz")
+METHOD_NAME = TASK_NAME  # same rule: both name files; which methods exist: pam_tf.methods
 
 
 class PlanError(ValueError):
@@ -218,8 +217,9 @@ def canonical_order(tasks: Sequence[str], groups: Iterable[Group]) -> tuple[Grou
 
 def validate(plan: Plan) -> None:
     """Raise PlanError unless the plan is self-consistent and buildable."""
-    if plan.method not in METHODS:
-        raise PlanError(f"method '{plan.method}' is not one of {', '.join(METHODS)}")
+    if not isinstance(plan.method, str) or not METHOD_NAME.match(plan.method):
+        raise PlanError(f"method {plan.method!r} must match {METHOD_NAME.pattern} (it names the "
+                        "exported files)")
     tasks = plan.tasks
     if not tasks:
         raise PlanError("a plan needs at least one task")
@@ -351,7 +351,8 @@ def plan_from_owners(chain: Chain, tasks: Sequence[str], head_units: Sequence[in
 
 
 __all__ = ["Plan", "Group", "Head", "PlanError", "TraceError", "PLAN_VERSION", "no_merge_plan",
-           "shared_plan", "plan_from_owners", "canonical_order", "validate"]
+           "shared_plan", "plan_from_owners", "canonical_order", "validate", "split_by_task",
+           "combine_single_task_plans"]
 
 
 def combine_single_task_plans(plans: Sequence[Plan]) -> Plan:
@@ -381,3 +382,24 @@ def combine_single_task_plans(plans: Sequence[Plan]) -> Plan:
                   for i, p in enumerate(plans))
     return Plan("none", tuple(tasks), chain, tuple(layers), heads,
                 meta={"combined_from": [p.meta for p in plans]})
+
+
+def split_by_task(plan: Plan) -> list[Plan]:
+    """The inverse of :func:`combine_single_task_plans`: a plan in which nothing is shared (every
+    group has one owner) as one one-task plan per task, each reading only its own groups.
+
+    Plan t's neurons come from model 0 (its own network), as in :func:`no_merge_plan` of that
+    network alone; group and weight names are unchanged, so each plan's weights are the subset
+    of the whole plan's weights that its layers name."""
+    shared = [g.key for groups in plan.layers for g in groups if len(g.owners) != 1]
+    if shared:
+        raise PlanError(f"plan of method '{plan.method}' shares group(s) {shared[:3]} between "
+                        "tasks: only a plan without shared groups splits into one plan per task")
+    out = []
+    for h in plan.heads:
+        layers = tuple(tuple(Group(g.owners, tuple((0, n) for _, n in g.sources))
+                             for g in groups if g.owners == (h.task,))
+                       for groups in plan.layers)
+        out.append(Plan(plan.method, (h.task,), plan.chain, layers,
+                        (Head(h.task, h.units, h.activation, 0),)))
+    return out

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pam_tf.information import (
-    _as_samples,
-    _check_label_list,
-    _check_sigma2,
+    as_samples,
+    check_label_list,
+    check_sigma2,
     encode_labels,
     label_entropy,
     task_information,
@@ -113,7 +113,7 @@ def neuron_sq_diffs(acts: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 
     Summing sq over any set of neurons gives that set's squared-distance matrix.
     """
-    a = _as_samples(acts)
+    a = as_samples(acts)
     at = np.ascontiguousarray(a.T)                     # (m, N)
     m, n = at.shape
     out = np.empty((m, n, n), dtype=dtype)
@@ -146,7 +146,7 @@ class _TaskLabels:
     """A task's labels prepared for the scorer: same-class masks and the label entropies."""
 
     def __init__(self, labels: Sequence[np.ndarray], n: int):
-        labels = _check_label_list(labels)
+        labels = check_label_list(labels)
         codes = [encode_labels(y, n)[0] for y in labels]
         self.n_labels = len(codes)
         # same[l, i, j] = 1 iff samples i and j share label l's class
@@ -189,7 +189,7 @@ class _LayerScorer:
 
     def __init__(self, sigma2: float, *, sq: np.ndarray | None = None,
                  acts: np.ndarray | None = None):
-        self.sigma2 = _check_sigma2(sigma2)
+        self.sigma2 = check_sigma2(sigma2)
         self.scale = -0.5 / self.sigma2
         if sq is not None:
             self._sq: np.ndarray | None = _check_sq_stack(sq)
@@ -198,7 +198,7 @@ class _LayerScorer:
             self.constant = [k for k in range(self.m) if not self._sq[k].any()]
         else:
             self._sq = None
-            self._at = np.ascontiguousarray(_as_samples(acts).T)      # (m, N)
+            self._at = np.ascontiguousarray(as_samples(acts).T)      # (m, N)
             self.m, self.n = self._at.shape
             self.constant = [k for k in range(self.m) if np.all(self._at[k] == self._at[k, 0])]
         self.FT = np.empty((self.n, self.m, self.n), dtype=np.float32)
@@ -310,9 +310,9 @@ def greedy_uninformative_set_reference(z: np.ndarray, labels: Sequence[np.ndarra
     Every candidate of every step is scored by recomputing I(z[:, U ∪ {c}]; Y) from scratch with
     :func:`pam_tf.information.task_information`. Slow (O(m²·N²·|U|)); for tests and benchmarks.
     """
-    a = _as_samples(z)
-    labels = _check_label_list(labels)
-    sigma2 = _check_sigma2(sigma2)
+    a = as_samples(z)
+    labels = check_label_list(labels)
+    sigma2 = check_sigma2(sigma2)
     m = a.shape[1]
     chosen = [k for k in range(m) if np.all(a[:, k] == a[0, k])]
     rest = [k for k in range(m) if k not in set(chosen)]
@@ -335,13 +335,20 @@ def greedy_uninformative_set_reference(z: np.ndarray, labels: Sequence[np.ndarra
 
 def layer_task_information(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
                            sigma2: float = 0.1) -> list[float]:
-    """I(all neurons of the layer; Y_t) for each task t, nats (what relative α scales)."""
-    return [task_information(acts, labels, sigma2) for labels in task_labels]
+    """I(all neurons of the layer; Y_t) for each task t, nats (what relative α scales).
+
+    Computed exactly as :func:`regroup_layer` computes it, so a value measured once can be
+    handed to regrouping (``layer_information=``) without changing any decision."""
+    a = as_samples(np.asarray(acts))
+    scorer = _LayerScorer(sigma2, acts=a)
+    return [scorer.information(range(a.shape[1]), _TaskLabels(labels, a.shape[0]))
+            for labels in task_labels]
 
 
 def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
                   alpha: float | Sequence[float], *, mode: str = "paper", sigma2: float = 0.1,
-                  relative: bool = False) -> LayerGrouping:
+                  relative: bool = False,
+                  layer_information: Sequence[float] | None = None) -> LayerGrouping:
     """Assign each of a layer's pooled neurons to the tasks that need it (method.md §5).
 
     acts: (N, m) pooled neuron values of the layer over one labelled batch (the n networks'
@@ -355,6 +362,9 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
 
     mode ``"paper"`` folds every neuron with two or more owners into the one all-task group (the
     paper's two group kinds); ``"subsets"`` keeps owner sets as they are.
+
+    layer_information: I(all neurons; Y_t) per task when the caller measured it already (the
+    main job's information stage, with the same σ²); otherwise it is computed here.
     """
     if mode not in ("paper", "subsets"):
         raise ValueError(f"mode must be 'paper' or 'subsets', got {mode!r}")
@@ -362,7 +372,7 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
     if a.ndim != 2:
         raise ValueError(f"acts must be (N, m) pooled neuron values, got shape {a.shape}; "
                          "reduce conv activations with reduce_conv first")
-    a = _as_samples(a)
+    a = as_samples(a)
     n, m = a.shape
     if isinstance(task_labels, np.ndarray) or len(task_labels) == 0:
         raise ValueError("task_labels must be a non-empty list (one entry per task) of lists of "
@@ -380,7 +390,12 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
 
     scorer = _LayerScorer(sigma2, acts=a)
     everything = range(m)
-    info = [scorer.information(everything, tl) for tl in tls]
+    if layer_information is None:
+        info = [scorer.information(everything, tl) for tl in tls]
+    else:
+        info = [float(v) for v in layer_information]
+        if len(info) != n_tasks:
+            raise ValueError(f"got layer_information for {len(info)} tasks, expected {n_tasks}")
     # (max with 0: the layer information can come out a rounding error below zero)
     used = [max(0.0, al * inf) for al, inf in zip(alphas, info)] if relative else alphas
     U = [scorer.greedy(tl, al) for tl, al in zip(tls, used)]

@@ -5,7 +5,9 @@ from pam_tf.build import build_model, inherit_weights, output_dict
 from pam_tf.chain import trace_model
 from pam_tf.cost import keras_model_cost
 from pam_tf.data.synthetic import make_synthetic
-from pam_tf.merge import PamConfig, check_heads_match_tasks, pam_plan, trivial_plan
+from pam_tf.config import InfoConfig, MergeConfig
+from pam_tf.merge import check_heads_match_tasks, pam_plan
+from pam_tf.methods import MergeInputs, get_method
 from pam_tf.train import train_single_task
 
 
@@ -24,7 +26,7 @@ def info_batch(ds, n=128):
 def test_pam_plan_on_trained_networks_builds_and_costs_match(trained):
     ds, models, traced = trained
     x, y = info_batch(ds)
-    plan = pam_plan(models, traced, ds.tasks[:2], x, y, PamConfig(), progress=lambda s: None)
+    plan = pam_plan(models, traced, ds.tasks[:2], x, y, MergeConfig(), progress=lambda s: None)
     assert plan.method == "pam"
     assert [l["layer"] for l in plan.meta["layers"]] == ["conv1", "conv2", "fc3", "fc4"]
     keys = {g.key for groups in plan.layers for g in groups}
@@ -42,7 +44,7 @@ def test_one_network_merged_with_itself_for_one_task_is_almost_all_shared(traine
     x, y = info_batch(ds)
     t0, copy = ds.tasks[0], ds.tasks[2]  # 'copy' has exactly t0's labels
     plan = pam_plan([models[0], models[0]], [traced[0], traced[0]], [t0, copy], x, y,
-                    PamConfig(), progress=lambda s: None)
+                    MergeConfig(), progress=lambda s: None)
     for groups in plan.layers:
         shared = sum(g.width for g in groups if len(g.owners) == 2)
         exclusive = sum(g.width for g in groups if len(g.owners) == 1)
@@ -59,10 +61,10 @@ def test_pam_plan_is_deterministic(trained):
 
 def test_trivial_plans(trained):
     ds, models, traced = trained
-    none = trivial_plan("none", traced, ds.tasks[:2])
+    none = get_method("none").produce(MergeInputs(traced, ds.tasks[:2]))
     assert none.cost(["t0", "t1"]) == none.cost(["t0"]) + none.cost(["t1"])
     with pytest.raises(ValueError, match="unknown merge method 'mtx'"):
-        trivial_plan("mtx", traced, ds.tasks[:2])
+        get_method("mtx").produce(MergeInputs(traced, ds.tasks[:2]))
 
 
 def test_head_that_does_not_fit_its_task_is_named(trained):
@@ -90,7 +92,7 @@ def test_layer_sigma2_follows_the_activation_scale():
 def test_pam_plan_with_layer_relative_sigma2_records_it(trained):
     ds, models, traced = trained
     x, y = info_batch(ds)
-    plan = pam_plan(models, traced, ds.tasks[:2], x, y, PamConfig(sigma2_scale="layer"),
+    plan = pam_plan(models, traced, ds.tasks[:2], x, y, info=InfoConfig(sigma2_scale="layer"),
                     progress=lambda s: None)
     assert all(l["sigma2"] > 0 for l in plan.meta["layers"])
     assert plan.meta["pam"]["sigma2_scale"] == "layer"

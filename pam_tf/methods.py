@@ -1,0 +1,156 @@
+"""Merge methods as objects: each produces a plan before pruning and says how it is pruned.
+
+The pipeline, the report and the experiments loop only iterate over :data:`METHODS`; no module
+tests a method's name. A method is:
+
+- ``produce(inputs)``: the plan of the merged network before pruning (its weights are inherited
+  from the single-task nets by :func:`pam_tf.build.inherit_weights`, the same for every method);
+- ``prune(plan, weights, prune_one)``: how that network is pruned: jointly (one loop over the
+  merged net, the default), or task by task (B1: each network alone, then side by side);
+- three facts the stages need: whether it needs the information table (``uses_information``),
+  whether its starting network is a merge that must first recover by fine-tuning (``merged``:
+  inherited block-diagonal weights are not function-preserving, method.md §6), and whether its
+  combinations run separate single-task files (``separate_files``).
+
+Registering another method (e.g. MTZ, B2) is one subclass and one entry in :data:`METHODS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from pam_tf.build import weight_shapes
+from pam_tf.chain import TracedModel, check_same_chain
+from pam_tf.config import MergeConfig
+from pam_tf.plan import Plan, combine_single_task_plans, no_merge_plan, shared_plan, split_by_task
+from pam_tf.tasks import Task
+
+
+@dataclass
+class MergeInputs:
+    """What a method may use to produce its plan."""
+
+    traced: Sequence[TracedModel]
+    tasks: Sequence[Task]
+    information: object | None = None  # pam_tf.merge.InformationTable when uses_information
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    progress: Callable[[str], None] = print
+
+    def plan_args(self) -> tuple:
+        """(chain, task names, head units, head activations): what every producer needs."""
+        chain = check_same_chain(self.traced)
+        return (chain, [t.name for t in self.tasks], [t.n_outputs for t in self.tasks],
+                [tr.chain.head.activation for tr in self.traced])
+
+
+@dataclass
+class PrunedNet:
+    """A method's pruned network and its pruning summary (prune_history.json)."""
+
+    plan: Plan
+    weights: dict[str, np.ndarray]
+    summary: dict
+
+
+class PruneOne(Protocol):
+    """Prunes one network: ``(plan, weights, tasks, checkpoint subfolder, label) → PruneResult``."""
+
+    def __call__(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+                 subfolder: str, label: str): ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """Base class: a joint-pruned merged network. Subclasses define :meth:`produce`."""
+
+    name: str        # plan.method, the prefix of the exported files
+    label: str       # folder under baselines/ and prefix of its stages
+    title: str       # how the report names it
+    uses_information: bool = False
+    merged: bool = True
+    separate_files: bool = False
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        raise NotImplementedError
+
+    def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+              prune_one: PruneOne) -> PrunedNet:
+        """Prune the merged network as one, on the joint loss of all its tasks."""
+        res = prune_one(plan, weights, tasks, "", self.label.upper())
+        return PrunedNet(res.plan, res.weights, {
+            "reason": res.reason, "message": res.message, "step": res.step,
+            "accuracy": res.accuracy, "flops_fraction": res.flops_fraction,
+            "history": res.history})
+
+
+@dataclass(frozen=True)
+class PamMethod(Method):
+    """Pruning-Aware Merging (method.md §5), from the information table."""
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        from pam_tf.merge import pam_plan_from_information
+
+        if inputs.information is None:
+            raise ValueError("PAM needs the information table (run the information stage)")
+        return pam_plan_from_information(inputs.traced, inputs.tasks, inputs.information,
+                                         inputs.merge, inputs.progress)
+
+
+@dataclass(frozen=True)
+class NoMerge(Method):
+    """B1: every task keeps its own network, pruned alone with the same pruner and budget."""
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        return no_merge_plan(*inputs.plan_args())
+
+    def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+              prune_one: PruneOne) -> PrunedNet:
+        """Split into one-task plans, prune each to its own budget, put them side by side."""
+        by_name = {t.name: t for t in tasks}
+        plans, pruned, history, summaries = [], {}, {}, []
+        for single in split_by_task(plan):
+            task = by_name[single.tasks[0]]
+            own = {k: weights[k] for k in weight_shapes(single)}
+            res = prune_one(single, own, [task], task.name, f"{self.label.upper()}/{task.name}")
+            plans.append(res.plan)
+            pruned.update(res.weights)
+            history[task.name] = res.history
+            summaries.append(f"{task.name}: {res.message}")
+        return PrunedNet(combine_single_task_plans(plans), pruned, {
+            "reason": "per-task", "message": "; ".join(summaries), "history": history})
+
+
+@dataclass(frozen=True)
+class FullyShared(Method):
+    """All n networks' neurons in one all-task group per layer (block-diagonal start)."""
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        return shared_plan(*inputs.plan_args())
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    PamMethod("pam", "pam", "PAM", uses_information=True),
+    NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
+    FullyShared("shared", "shared", "fully shared"),
+)}
+
+#: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
+BASELINES: tuple[str, ...] = ("none",)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called `name` (ValueError listing the known ones)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown merge method {name!r}; one of {', '.join(METHODS)}") from None
+
+
+def methods_of_run(primary: str, compare: bool) -> list[Method]:
+    """The primary method first, then the baselines --compare adds."""
+    out = [get_method(primary)]
+    if compare:
+        out += [METHODS[b] for b in BASELINES if b != primary]
+    return out
