@@ -205,17 +205,26 @@ def _header(meta: dict[str, Any] | None, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summaries(out_dir: str | Path) -> dict[str, Path]:
-    """(Re)write the four summary files of a results folder from its results and meta."""
-    out_dir = Path(out_dir)
+def _summary_rows(out_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(meta, model rows, combination rows) of a results folder."""
     records = ResultsLog(out_dir).read()
     meta = load_meta(out_dir)
     combos = (meta or {}).get("model_set", {}).get("combinations")
     if not combos:  # no meta: every model its own combination
         names = sorted({r["model"]["name"] for r in records})
         combos = [{"label": Path(n).stem, "tasks": [Path(n).stem], "files": [n], "meta": {}} for n in names]
-    mrows = model_rows(records)
-    crows = combination_rows(records, combos)
+    return meta, model_rows(records), combination_rows(records, combos)
+
+
+def combination_summary(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-combination rows of a results folder, as the summary files show them."""
+    return _summary_rows(Path(out_dir))[2]
+
+
+def write_summaries(out_dir: str | Path) -> dict[str, Path]:
+    """(Re)write the four summary files of a results folder from its results and meta."""
+    out_dir = Path(out_dir)
+    meta, mrows, crows = _summary_rows(out_dir)
     paths = {
         "models_csv": atomic_write_text(out_dir / MODEL_CSV, to_csv(mrows, MODEL_COLUMNS)),
         "combinations_csv": atomic_write_text(out_dir / COMBO_CSV, to_csv(crows, COMBO_COLUMNS)),

@@ -21,7 +21,7 @@ from android_bench.errors import (BenchError, BenchmarkFailedError, MalformedOut
                                   RunTimeoutError)
 from android_bench.plan import Cooldown, RunSpec, wait_for_cooldown
 from android_bench.results import CLOCK_FIELD, SCHEMA_VERSION, ResultsLog
-from android_bench.summary import write_summaries
+from android_bench.summary import combination_summary, write_summaries
 
 Progress = Callable[[str], None]
 
@@ -62,6 +62,7 @@ class SweepReport:
     stopped: str | None = None
     failures: list[str] = field(default_factory=list)
     summary_paths: dict[str, Path] = field(default_factory=dict)
+    combinations: list[dict] = field(default_factory=list)  # summary rows per combination
 
     @property
     def complete(self) -> bool:
@@ -150,4 +151,5 @@ def execute_plan(plan: Sequence[RunSpec], out_dir: str | Path, executor: Executo
         e.report = report  # type: ignore[attr-defined]
         raise
     report.summary_paths = write_summaries(out_dir)
+    report.combinations = combination_summary(out_dir)
     return report

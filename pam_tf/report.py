@@ -14,8 +14,6 @@ import numpy as np
 from pam_tf import io
 from pam_tf.plan import Plan
 
-METHOD_LABELS = {"pam": "PAM", "none": "B1 (no merging)", "shared": "fully shared"}
-
 # method.md §10: the paper's LeNet-5 / Fashion-MNIST rows (P1 = Taylor), FLOPs in millions at
 # the paper's input size, which is not ours: compare ratios, not absolute values.
 PAPER_FASHION2 = {
@@ -30,6 +28,7 @@ class MethodResult:
     """What the report needs of one method's run."""
 
     method: str
+    title: str
     plan_merged: Plan
     plan: Plan
     manifest: dict
@@ -38,7 +37,7 @@ class MethodResult:
 
     @property
     def label(self) -> str:
-        return METHOD_LABELS.get(self.method, self.method)
+        return self.title
 
     def combos(self) -> list[str]:
         return ["+".join(c["tasks"]) for c in self.manifest["combinations"]]
@@ -129,24 +128,17 @@ def _fmt(v, spec: str = ".3f", none: str = "–") -> str:
     return none if v is None else format(v, spec)
 
 
-def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inputs: dict,
-                 information: dict | None = None, command: str = "") -> str:
-    """Write report.md and plots/*.png into `out`; return the report's path."""
-    plots = os.path.join(out, "plots")
-    os.makedirs(plots, exist_ok=True)
+def write_plots(plots: str, results: Sequence[MethodResult]) -> bool:
+    """plots/*.png; returns whether a latency plot was drawn (some method was benchmarked)."""
     primary = results[0]
-    combos = primary.combos()
-    tasks = list(primary.plan.tasks)
+    combos, tasks = primary.combos(), list(primary.plan.tasks)
     reference = primary.prune.get("reference_accuracy", {})
-
     plot_bars(os.path.join(plots, "flops_per_combination.png"), combos,
               {r.label: [(r.entry(c) or {}).get("flops", np.nan) / 1e6 for c in combos]
                for r in results},
               ylabel="MFLOPs (paper convention)", title="Cost of each task combination")
-    acc_series = {}
-    for r in results:
-        acc_series[r.label] = [100 * _task_accuracy(r, t) if _task_accuracy(r, t) is not None
-                               else None for t in tasks]
+    acc_series = {r.label: [None if _task_accuracy(r, t) is None else 100 * _task_accuracy(r, t)
+                            for t in tasks] for r in results}
     plot_bars(os.path.join(plots, "accuracy_per_task.png"), tasks, acc_series,
               ylabel="test accuracy (%)", title="Accuracy per task (exported TFLite files)",
               reference={t: 100 * v for t, v in reference.items()}, zoom=True)
@@ -163,20 +155,24 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
     plot_groups(os.path.join(plots, "groups_per_layer.png"),
                 {f"{primary.label} merged (before pruning)": primary.plan_merged,
                  f"{primary.label} after pruning": primary.plan})
+    return have_latency
 
-    lines = [f"# pam-tf report: {config.get('suite')} — {' vs '.join(r.label for r in results)}",
-             ""]
-    lines += ["## Results per task combination", "",
-              "FLOPs and MACs in the paper's convention (method.md §9), counted from the plan; "
-              "'file MMACs' are counted in the .tflite flatbuffers (equal to the plan's with the "
-              "split layout, higher with the fused one, which trades MACs for fewer ops); "
-              "accuracy measured with the exported TFLite files on the "
-              f"{inputs.get('n_test', '?')} held-out test images; latency: LiteRT on this host.", ""]
+
+def _results_section(results: Sequence[MethodResult], inputs: dict) -> list[str]:
+    """The table of every combination × method, and the savings of the primary method."""
+    primary = results[0]
+    tasks = list(primary.plan.tasks)
+    lines = ["## Results per task combination", "",
+             "FLOPs and MACs in the paper's convention (method.md §9), counted from the plan; "
+             "'file MMACs' are counted in the .tflite flatbuffers (equal to the plan's with the "
+             "split layout, higher with the fused one, which trades MACs for fewer ops); "
+             "accuracy measured with the exported TFLite files on the "
+             f"{inputs.get('n_test', '?')} held-out test images; latency: LiteRT on this host.", ""]
     header = ["combination", "method", "MFLOPs", "MMACs", "file MMACs", "params", "size (KB)",
               "gzip (KB)"]
     header += [f"acc {t} (%)" for t in tasks] + ["p50 (ms)", "p90 (ms)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for c in combos:
+    for c in primary.combos():
         for r in results:
             e = r.entry(c)
             if e is None:
@@ -186,34 +182,31 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
                      e["accuracy"].get(t) is not None else "") for t in tasks]
             lines.append("| " + " | ".join(
                 [c, r.label, f"{e['flops'] / 1e6:.4f}", f"{e['macs'] / 1e6:.4f}",
-                 f"{e.get('flatbuffer_macs', e['macs']) / 1e6:.4f}", str(e["params"]), f"{e['bytes'] / 1024:.1f}", f"{e['gzip_bytes'] / 1024:.1f}"]
+                 f"{e.get('flatbuffer_macs', e['macs']) / 1e6:.4f}", str(e["params"]),
+                 f"{e['bytes'] / 1024:.1f}", f"{e['gzip_bytes'] / 1024:.1f}"]
                 + accs + [_fmt(lat.get("p50_ms")), _fmt(lat.get("p90_ms"))]) + " |")
     if len(results) > 1:
         lines += ["", "### Savings of " + primary.label, "",
                   "| combination | " + " | ".join(f"{r.label} / {primary.label} FLOPs"
                                                   for r in results[1:]) + " |",
                   "|---|" + "---|" * (len(results) - 1)]
-        for c in combos:
+        for c in primary.combos():
             p = primary.entry(c)
-            cells = []
-            for r in results[1:]:
-                e = r.entry(c)
-                cells.append(f"{e['flops'] / p['flops']:.2f}×" if e and p else "–")
+            cells = [f"{e['flops'] / p['flops']:.2f}×" if (e := r.entry(c)) and p else "–"
+                     for r in results[1:]]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines += ["", "![FLOPs](plots/flops_per_combination.png)",
-              "![accuracy](plots/accuracy_per_task.png)"]
-    if have_latency:
-        lines += ["![latency](plots/latency_per_combination.png)"]
+    return lines
 
-    lines += ["", "## Pruning", ""]
-    for r in results:
-        p = r.prune
-        lines.append(f"- **{r.label}**: {p.get('summary', 'no pruning summary')}")
+
+def _pruning_section(results: Sequence[MethodResult]) -> list[str]:
+    primary = results[0]
+    reference = primary.prune.get("reference_accuracy", {})
+    lines = ["", "## Pruning", ""]
+    lines += [f"- **{r.label}**: {r.prune.get('summary', 'no pruning summary')}" for r in results]
     if reference:
         lines.append("- Reference (unpruned single-task nets, on the validation half of the "
                      "held-out split, which pruning decisions use): "
                      + ", ".join(f"{t}: {100 * v:.2f} %" for t, v in reference.items()))
-
     lines += ["", "## Groups per layer (" + primary.label + ")", "",
               "Neurons per group, `owners: width`; before → after pruning.", "",
               "| layer | merged (before pruning) | after pruning |", "|---|---|---|"]
@@ -222,42 +215,73 @@ def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inp
                            for g in primary.plan_merged.layers[l])
         after = ", ".join(f"{g.key.replace('.', '+')}: {g.width}" for g in primary.plan.layers[l])
         lines.append(f"| {layer.name} | {before} | {after} |")
-    lines += ["", "![groups](plots/groups_per_layer.png)"]
+    return lines + ["", "![groups](plots/groups_per_layer.png)"]
 
-    if information:
-        lines += ["", "## Information per layer", "",
-                  f"KDE upper bound, σ² = {information.get('sigma2')} "
-                  f"({information.get('sigma2_scale', 'absolute')} scale), "
-                  f"{information.get('samples')} held-out samples, conv neurons by spatial max, "
-                  "all n·d neurons of the layer, in nats.", "",
-                  "| layer | neurons | " + " | ".join(f"I(layer; {t})" for t in tasks) + " |",
-                  "|---|---|" + "---|" * len(tasks)]
-        for row in information.get("layers", []):
-            lines.append(f"| {row['layer']} | {row['neurons']} | " + " | ".join(
-                f"{row['information'].get(t, float('nan')):.3f}" for t in tasks) + " |")
 
-    if config.get("suite") == "fashion2":
-        lines += ["", "## The paper's reference rows (LeNet-5, Fashion-MNIST, P-Taylor)", "",
-                  "From method.md §10, at the paper's input size (not 28×28), so compare the "
-                  "ratios between methods, not absolute FLOPs.", "",
-                  "| tasks | B1 MFLOPs | B2 MFLOPs | PAM MFLOPs | B1/PAM | acc B1 | acc PAM |",
-                  "|---|---|---|---|---|---|---|"]
-        for c, v in PAPER_FASHION2.items():
-            lines.append(f"| {c} | {v['B1']} | {v['B2']} | {v['PAM']} | "
-                         f"{v['B1'] / v['PAM']:.2f}× | {v['acc B1']} | {v['acc PAM']} |")
+def _information_section(information: dict | None, tasks: Sequence[str]) -> list[str]:
+    if not information:
+        return []
+    lines = ["", "## Information per layer", "",
+             f"KDE upper bound, σ² = {information.get('sigma2')} "
+             f"({information.get('sigma2_scale', 'absolute')} scale), "
+             f"{information.get('samples')} samples of the validation half, conv neurons by "
+             f"spatial {information.get('reduce', 'max')}, all n·d neurons of the layer, in "
+             "nats.", "",
+             "| layer | neurons | " + " | ".join(f"I(layer; {t})" for t in tasks) + " |",
+             "|---|---|" + "---|" * len(tasks)]
+    for row in information.get("layers", []):
+        lines.append(f"| {row['layer']} | {row['neurons']} | " + " | ".join(
+            f"{row['information'].get(t, float('nan')):.3f}" for t in tasks) + " |")
+    return lines
 
-    lines += ["", "## What was run", "", f"Command: `{command}`" if command else "", "",
-              "| setting | value |", "|---|---|"]
-    for k, v in config.items():
-        lines.append(f"| {k} | `{v}` |")
+
+def _paper_section(suite: str | None) -> list[str]:
+    if suite != "fashion2":
+        return []
+    lines = ["", "## The paper's reference rows (LeNet-5, Fashion-MNIST, P-Taylor)", "",
+             "From method.md §10, at the paper's input size (not 28×28), so compare the "
+             "ratios between methods, not absolute FLOPs.", "",
+             "| tasks | B1 MFLOPs | B2 MFLOPs | PAM MFLOPs | B1/PAM | acc B1 | acc PAM |",
+             "|---|---|---|---|---|---|---|"]
+    for c, v in PAPER_FASHION2.items():
+        lines.append(f"| {c} | {v['B1']} | {v['B2']} | {v['PAM']} | "
+                     f"{v['B1'] / v['PAM']:.2f}× | {v['acc B1']} | {v['acc PAM']} |")
+    return lines
+
+
+def _provenance_section(config: dict, inputs: dict, command: str) -> list[str]:
+    lines = ["", "## What was run", "", f"Command: `{command}`" if command else "", "",
+             "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in config.items()]
     lines += ["", f"Data: suite `{inputs.get('suite')}`, checksum `{inputs.get('data_checksum')}`,"
-              f" {inputs.get('n_train')} train images; the held-out split is halved into "
-              f"{inputs.get('n_val')} validation images (pruning decisions) and "
-              f"{inputs.get('n_test')} test images (everything reported).", ""]
-    for m in inputs.get("models", []):
-        lines.append(f"- model `{m['path']}` (task `{m['task']}`), sha256 `{m['sha256'][:16]}…`")
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in
-                                           inputs.get("versions", {}).items()), ""]
+              f" {inputs.get('n_train')} of {inputs.get('n_train_split')} training images "
+              f"fine-tune; the held-out split is halved into {inputs.get('n_val')} validation "
+              f"images (pruning decisions, and the {inputs.get('n_info')} images of the "
+              f"information batch) and {inputs.get('n_test')} test images (everything "
+              "reported).", ""]
+    lines += [f"- model `{m['path']}` (task `{m['task']}`), sha256 `{m['sha256'][:16]}…`"
+              for m in inputs.get("models", [])]
+    return lines + ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in
+                                                 inputs.get("versions", {}).items()), ""]
+
+
+def write_report(out: str, results: Sequence[MethodResult], *, config: dict, inputs: dict,
+                 information: dict | None = None, command: str = "") -> str:
+    """Write report.md and plots/*.png into `out`; return the report's path."""
+    plots = os.path.join(out, "plots")
+    os.makedirs(plots, exist_ok=True)
+    have_latency = write_plots(plots, results)
+    lines = [f"# pam-tf report: {config.get('suite')} — {' vs '.join(r.label for r in results)}",
+             ""]
+    lines += _results_section(results, inputs)
+    lines += ["", "![FLOPs](plots/flops_per_combination.png)",
+              "![accuracy](plots/accuracy_per_task.png)"]
+    if have_latency:
+        lines += ["![latency](plots/latency_per_combination.png)"]
+    lines += _pruning_section(results)
+    lines += _information_section(information, list(results[0].plan.tasks))
+    lines += _paper_section(config.get("suite"))
+    lines += _provenance_section(config, inputs, command)
     path = os.path.join(out, "report.md")
     io.write_text(path, "\n".join(lines) + "\n")
     return path

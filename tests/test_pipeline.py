@@ -5,6 +5,7 @@ so the suite stays fast; the real-data run is `make run` (README).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -36,7 +37,7 @@ def model_files(tmp_path_factory):
 
 
 def config(models, **kw):
-    return RunConfig(models=tuple(models), suite="synthetic", **{**FAST, **kw})
+    return RunConfig.from_flat(models, "synthetic", **{**FAST, **kw})
 
 
 def quiet(_line):
@@ -76,6 +77,35 @@ def test_rerun_resumes_and_redoes_nothing(finished_run, model_files):
     assert any("[pam/prune] already done in an earlier run: resuming after it" == l
                for l in lines)
     assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in before}
+
+
+def test_changed_benchmark_flag_reruns_only_benchmark_and_report(finished_run, model_files,
+                                                                 tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], out)
+    before = {f: os.path.getmtime(os.path.join(out, f))
+              for f in ("plan.json", "tflite/manifest.json", "baselines/b1/plan.json")}
+    lines = []
+    Pipeline(config(model_files, bench_threads=2), out, lines.append).run_all()
+    ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
+    assert ran == ["pam/benchmark", "b1/benchmark", "report"]
+    assert "[pam/export] already done in an earlier run: resuming after it" in lines
+    assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in before}
+    stages = json.load(open(os.path.join(out, "stages.json")))
+    latency = json.load(open(os.path.join(out, "bench", "latency.json")))
+    assert {v["threads"] for v in latency.values()} == {2} and "pam/benchmark" in stages
+
+
+def test_changed_export_flag_reruns_export_benchmark_and_report(finished_run, model_files,
+                                                                tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], out)
+    lines = []
+    Pipeline(config(model_files, layout="split", benchmark=False), out, lines.append).run_all()
+    ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
+    assert ran == ["pam/export", "b1/export", "report"]
+    manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
+    assert manifest["layout"] == "split"
 
 
 def test_folder_holding_a_different_run_is_refused_and_kept(finished_run, model_files):

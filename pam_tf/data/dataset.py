@@ -89,21 +89,25 @@ class TaskDataset:
         x_test, y_test = cut(self.x_test, self.y_test, n_test, "test")
         return replace(self, x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
 
-    def info_batch(self, n: int = 128, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def info_batch(self, n: int = 128, seed: int = 0, pool: int | None = None
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``n`` held-out test samples labelled for all tasks (for information estimates).
 
+        Drawn from the first ``pool`` test samples (default: all of them), so that a caller
+        can keep the batch inside the part of the held-out split that steers decisions.
         Deterministic in ``seed``. Every value of every label vector of every task
-        (:meth:`Task.information_labels`) that occurs in the test split appears at least once
+        (:meth:`Task.information_labels`) that occurs in the pool appears at least once
         (as long as ``n`` allows); the rest is a seeded random draw without replacement."""
-        n_test = len(self.x_test)
+        n_test = len(self.x_test) if pool is None else min(int(pool), len(self.x_test))
         if not 1 <= n <= n_test:
-            raise ValueError(f"info_batch: n must be in [1, {n_test}] (the test split's size), "
-                             f"got {n}")
+            raise ValueError(f"info_batch: n must be in [1, {n_test}] (the test split's size"
+                             + ("" if pool is None else f" within the first {n_test}")
+                             + f"), got {n}")
         perm = np.random.default_rng(seed).permutation(n_test)
         chosen: list[int] = []
         taken = np.zeros(n_test, dtype=bool)
         for t in self.tasks:
-            for labels in t.information_labels(self.y_test[t.name]):
+            for labels in t.information_labels(self.y_test[t.name][:n_test]):
                 ordered = labels[perm]
                 for value in np.unique(labels):
                     if len(chosen) == n:
