@@ -43,6 +43,7 @@ from pam_tf.chain import check_same_chain, trace_model
 from pam_tf.cost import Cost
 from pam_tf.data import load_suite
 from pam_tf.plan import Plan, no_merge_plan, shared_plan
+from pam_tf.config import PruneSettings
 from pam_tf.prune import evaluate, make_importance, prune
 from pam_tf.train import load_single_task_model
 
@@ -83,12 +84,18 @@ def _merged_plan(producer: str, models, traced, tasks, ds, args) -> Plan:
 
 
 def _prune_args(args, criterion: str, checkpoint_dir: str | None) -> dict:
+    """This benchmark's own settings (it predates the main job's defaults; the experiments of
+    the main job itself use pam_tf.config's defaults)."""
     kwargs = {"steps": args.vib_steps} if criterion == "vib" else {}
-    return dict(criterion=make_importance(criterion, **kwargs), budget_points=args.budget,
-                finetune_steps=args.finetune_steps, final_finetune_steps=args.final_finetune_steps,
-                batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
-                flops_aware=args.flops_aware, ranking=args.ranking, seed=args.seed,
-                backtracks=args.backtracks, checkpoint_dir=checkpoint_dir)
+    settings = PruneSettings(budget=args.budget, finetune_steps=args.finetune_steps,
+                             initial_finetune_steps=args.finetune_steps,
+                             final_finetune_steps=args.final_finetune_steps,
+                             batch_size=args.batch_size, lr=args.lr,
+                             max_prune_steps=args.max_steps, flops_aware=args.flops_aware,
+                             ranking=args.ranking, backtracks=args.backtracks,
+                             empty_groups=False)
+    return dict(settings=settings, importance=make_importance(criterion, **kwargs),
+                seed=args.seed, checkpoint_dir=checkpoint_dir)
 
 
 def _run_info(res) -> dict:

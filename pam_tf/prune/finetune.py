@@ -81,7 +81,7 @@ def steps_for_epochs(epochs: float, n: int, batch_size: int) -> int:
     return int(math.ceil(epochs * n / min(batch_size, n)))
 
 
-class _Batches(keras.utils.Sequence):
+class Batches(keras.utils.Sequence):
     """Feeds model.fit exactly the precomputed batches, in order (used by the tfmot stage)."""
 
     def __init__(self, x: np.ndarray, ys: dict, idx: np.ndarray, single: bool):

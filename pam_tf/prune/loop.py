@@ -219,6 +219,9 @@ class _Run:
         plan, weights = remove_neurons(st.plan, st.weights, keep, meta={
             "pruned_from": self.start_method, "prune_criterion": self.importance.name,
             "prune_step": s})
+        # emptying a group (empty_groups) can leave a group below it unread; Keras would leave
+        # that layer out of the model and fine-tuning would miss its weights: drop it too
+        plan, weights, _ = drop_unread_groups(plan, weights)
         weights = self._finetune(plan, weights, self.settings.finetune_steps, seed)
         acc = evaluate(plan, weights, self.tasks, self.val)
         st.add(self._record(s, plan, acc, removed_count(keep), sparsity, r,

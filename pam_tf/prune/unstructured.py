@@ -17,7 +17,7 @@ import numpy as np
 from pam_tf.build import build_model, get_weights
 from pam_tf.compat import keras
 from pam_tf.plan import Plan
-from pam_tf.prune.finetune import Data, _Batches, batch_indices, check_data, select_tasks
+from pam_tf.prune.finetune import Data, Batches, batch_indices, check_data, select_tasks
 from pam_tf.prune.importance import group_layer_names
 from pam_tf.tasks import Task
 
@@ -51,7 +51,7 @@ def sparsify(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
     loss = tasks[0].keras_loss() if single else {t.name: t.keras_loss() for t in tasks}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=loss)
     idx = batch_indices(len(x), batch_size, max(int(steps), 1), seed)
-    model.fit(_Batches(x, ys, idx, single), epochs=1, shuffle=False, verbose=0,
+    model.fit(Batches(x, ys, idx, single), epochs=1, shuffle=False, verbose=0,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(model)
     return get_weights(stripped, plan)
