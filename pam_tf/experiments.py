@@ -1,0 +1,160 @@
+"""Experiments: named settings, a grid of cells, one results file per cell.
+
+A **cell** is (experiment, pruning criterion, seed). It runs the main job (:class:`Pipeline`)
+once, with the primary method and every baseline of :data:`pam_tf.methods.BASELINES`, so a
+method registered later (B2) appears in every cell without changes here; its result is one JSON
+file per (cell, method) in the results folder, written last and atomically, so a grid resumes
+cell by cell and a killed cell resumes inside its own run folder.
+
+Seeds change everything random in a cell: the information batch, the fine-tuning order, and,
+where an experiment trains its own single-task nets, those nets (seed 0 of an experiment with
+shipped models uses the shipped files; other seeds train fresh nets, cached by seed).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pam_tf import io
+from pam_tf.inputs import EXAMPLES_DIR, versions
+
+RESULT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named setting: suite, architecture, where its single-task nets come from, overrides."""
+
+    name: str
+    suite: str
+    arch: str = "lenet5"
+    shipped: str | None = None          # examples/<shipped>/ holds the seed-0 nets
+    settings: dict = field(default_factory=dict)   # flag-style overrides of the main job
+    epochs: int = 5
+    about: str = ""
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    Experiment("fashion2", "fashion2", shipped="fashion2",
+               about="the paper's LeNet-5 / Fashion-MNIST setting (tasks a = classes 0-4, "
+                     "b = 5-9)"),
+    Experiment("composite", "composite", settings={"mode": "subsets"},
+               about="n = 4 on 28x56 digit|garment images: digit, parity, garment, category"),
+    Experiment("composite-paper", "composite", settings={"mode": "paper"},
+               about="as composite, PAM in the paper's two-group-kind mode"),
+    Experiment("fashion5", "fashion5", settings={"mode": "subsets"},
+               about="n = 5 tasks over the Fashion-MNIST classes"),
+    Experiment("synthetic", "synthetic", epochs=3,
+               settings={"train_samples": 256, "val_samples": 128, "finetune_steps": 4,
+                         "max_prune_steps": 2, "info_samples": 64, "budget": 60.0,
+                         "benchmark": False},
+               about="tiny generated data and very short pruning: for tests and smoke runs"),
+    *[Experiment(f"fashion-related-{k}", f"fashion-related-{k}",
+                 about=f"relatedness sweep: {k} of task b's labels swapped for unrelated ones")
+      for k in range(6)],
+]}
+
+
+def get_experiment(name: str) -> Experiment:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown experiment {name!r}; one of {', '.join(EXPERIMENTS)}") from None
+
+
+def model_files(exp: Experiment, seed: int, cache: str,
+                progress: Callable[[str], None] = print) -> list[str]:
+    """The experiment's single-task nets for `seed`: shipped (seed 0), else trained and cached."""
+    from pam_tf.data import load_suite
+
+    ds = load_suite(exp.suite)
+    paths = []
+    for task in ds.tasks:
+        shipped = os.path.join(EXAMPLES_DIR, exp.shipped or "", f"{exp.arch}_{task.name}.keras")
+        if exp.shipped and seed == 0 and os.path.exists(shipped):
+            paths.append(shipped)
+            continue
+        path = os.path.join(cache, exp.suite, f"{exp.arch}_{task.name}_seed{seed}.keras")
+        if not os.path.exists(path):
+            from pam_tf.train import save_single_task_model, train_single_task
+
+            progress(f"  training {exp.arch} for {exp.suite}/{task.name}, seed {seed} "
+                     f"({exp.epochs} epochs) -> {path}")
+            model, metrics = train_single_task(ds, task.name, exp.arch, epochs=exp.epochs,
+                                               seed=seed, verbose=0)
+            save_single_task_model(model, path, dataset=ds, task_name=task.name, arch=exp.arch,
+                                   metrics=metrics, seed=seed, epochs=exp.epochs,
+                                   batch_size=128, lr=1e-3)
+        paths.append(path)
+    return paths
+
+
+def git_commit() -> str | None:
+    """The commit of the code that produced a result (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(EXAMPLES_DIR), timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def cell_name(exp: str, method_label: str, criterion: str, seed: int) -> str:
+    return f"{exp}__{method_label}__{criterion}__seed{seed}.json"
+
+
+def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int) -> dict:
+    """The results JSON of one method in one finished cell (read from its run folder)."""
+    r = pipeline.method_result(method)
+    tasks = list(r.plan.tasks)
+    combos = {}
+    for entry in r.manifest["combinations"]:
+        key = "+".join(entry["tasks"])
+        combos[key] = {"flops": entry["flops"], "macs": entry["macs"],
+                       "params": entry["params"],
+                       "file_macs": entry.get("flatbuffer_macs", entry["macs"]),
+                       "accuracy": entry.get("accuracy"),
+                       "latency": r.latency.get(key)}
+    full = combos["+".join(tasks)]
+    ref = r.prune.get("reference_accuracy", {})
+    budget = r.prune.get("budget_points")
+    return {
+        "format": RESULT_FORMAT, "experiment": exp.name, "suite": exp.suite, "arch": exp.arch,
+        "method": method.name, "label": method.label, "title": method.title,
+        "criterion": criterion, "seed": seed, "tasks": tasks, "combinations": combos,
+        "accuracy": full["accuracy"], "reference_accuracy": ref, "budget_points": budget,
+        "within_budget": {t: full["accuracy"][t] >= ref[t] - budget / 100 for t in tasks}
+        if full.get("accuracy") and ref and budget is not None else None,
+        "groups": [{g.key.replace(".", "+"): g.width for g in groups} for groups in r.plan.layers],
+        "groups_merged": [{g.key.replace(".", "+"): g.width for g in groups}
+                          for groups in r.plan_merged.layers],
+        "prune_reason": r.prune.get("reason"), "prune_message": r.prune.get("message"),
+        "settings": pipeline.config.flat(), "git_commit": git_commit(), "versions": versions(),
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine()},
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: str,
+             cache: str, settings: dict, log: Callable[[str], None]) -> list[str]:
+    """Run one cell (resuming its run folder) and write one results JSON per method."""
+    from pam_tf.config import RunConfig
+    from pam_tf.pipeline import Pipeline
+
+    paths = model_files(exp, seed, cache, log)
+    flat = {**exp.settings, **settings, "criterion": criterion, "seed": seed}
+    config = RunConfig.from_flat(paths, exp.suite, **flat)
+    out = os.path.join(runs, exp.name, f"{criterion}__seed{seed}")
+    pipeline = Pipeline(config, out, lambda line: log(f"    {line}"))
+    pipeline.run_all(command=f"tools/reproduce.py cell {exp.name} {criterion} seed {seed}")
+    written = []
+    for method in pipeline.methods:
+        path = os.path.join(results, cell_name(exp.name, method.label, criterion, seed))
+        io.write_json(path, method_summary(pipeline, method, exp, criterion, seed))
+        written.append(path)
+    return written

@@ -1,0 +1,199 @@
+"""docs/results.md, rendered from the experiments' results JSON files (never typed by hand).
+
+Per experiment and criterion: per task combination, each method's FLOPs as mean ± std over
+seeds, the ratio of every baseline to PAM per combination (mean over seeds, with its minimum and
+maximum), each task's test accuracy against its budget, host latency; a plot of the ratios.
+The README's result table is the fashion2 part of the same rendering (:func:`readme_table`),
+checked by a test against the committed results.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import defaultdict
+from typing import Iterable
+
+import numpy as np
+
+from pam_tf import io
+
+PRIMARY = "pam"
+PAPER = ("The paper (method.md §10) reports up to 4.87× less computation than B1 and up to 2.01× "
+         "less than B2 (maxima over all its experiments and combinations); on LeNet-5 / "
+         "Fashion-MNIST with P-Taylor, A&B 1.16× cheaper than B1 and single tasks about as "
+         "cheap (A 28.49 vs 28.34, B 26.16 vs 28.34 MFLOPs at its larger input).")
+
+
+def load_results(folder: str) -> list[dict]:
+    """Every results JSON in `folder` (sorted by file name, so the page is stable)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            out.append(json.load(f))
+    return out
+
+
+def _groups(results: Iterable[dict]) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """(experiment, criterion) → method label → results over seeds (sorted by seed)."""
+    table: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        table[(r["experiment"], r["criterion"])][r["label"]].append(r)
+    for by_method in table.values():
+        for runs in by_method.values():
+            runs.sort(key=lambda r: r["seed"])
+    return table
+
+
+def _mean_std(values: list[float]) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
+def ratios(by_method: dict[str, list[dict]], baseline: str) -> dict[str, list[float]]:
+    """Per combination, baseline FLOPs / PAM FLOPs for every seed both have."""
+    pam = {r["seed"]: r for r in by_method.get(PRIMARY, [])}
+    out: dict[str, list[float]] = {}
+    for b in by_method.get(baseline, []):
+        p = pam.get(b["seed"])
+        if p is None:
+            continue
+        for combo, e in b["combinations"].items():
+            if combo in p["combinations"]:
+                out.setdefault(combo, []).append(e["flops"] / p["combinations"][combo]["flops"])
+    return out
+
+
+def _flops_table(by_method: dict[str, list[dict]], labels: list[str]) -> list[str]:
+    combos = list(by_method[labels[0]][0]["combinations"])
+    base = [l for l in labels if l != PRIMARY]
+    head = ["combination", *[f"{by_method[l][0]['title']} MFLOPs" for l in labels],
+            *[f"{l.upper()}/PAM (min–max)" for l in base if PRIMARY in labels]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rat = {b: ratios(by_method, b) for b in base}
+    for c in combos:
+        cells = [_mean_std([r["combinations"][c]["flops"] / 1e6 for r in by_method[l]])
+                 for l in labels]
+        if PRIMARY in labels:
+            cells += [f"**{np.mean(rat[b][c]):.2f}×** ({min(rat[b][c]):.2f}–{max(rat[b][c]):.2f})"
+                      if rat[b].get(c) else "–" for b in base]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    for b in base:
+        if PRIMARY in labels and rat[b]:
+            means = {c: float(np.mean(v)) for c, v in rat[b].items()}
+            best = max(means, key=means.get)
+            lines.append("")
+            lines.append(f"{b.upper()}/PAM over the combinations: maximum **{means[best]:.2f}×** "
+                         f"({best}), mean {np.mean(list(means.values())):.2f}×, minimum "
+                         f"{min(means.values()):.2f}× ({min(means, key=means.get)}).")
+    return lines
+
+
+def _accuracy_table(by_method: dict[str, list[dict]], labels: list[str]) -> list[str]:
+    tasks = by_method[labels[0]][0]["tasks"]
+    lines = ["| method | " + " | ".join(f"{t}: test acc (ref) %" for t in tasks)
+             + " | seeds within budget |", "|---|" + "---|" * (len(tasks) + 1)]
+    for l in labels:
+        runs = by_method[l]
+        cells = []
+        for t in tasks:
+            acc = [100 * r["accuracy"][t] for r in runs]
+            ref = [100 * r["reference_accuracy"][t] for r in runs]
+            cells.append(f"{np.mean(acc):.2f} ({np.mean(ref):.2f})")
+        ok = sum(all((r.get("within_budget") or {}).values()) for r in runs)
+        lines.append(f"| {runs[0]['title']} | " + " | ".join(cells) + f" | {ok}/{len(runs)} |")
+    budget = by_method[labels[0]][0].get("budget_points")
+    lines += ["", f"Budget: {budget} point(s) below each unpruned single-task net, judged on the "
+              "validation half while pruning; the accuracies above are on the test half (the "
+              "reference in brackets is on the validation half)."]
+    return lines
+
+
+def _latency_table(by_method: dict[str, list[dict]], labels: list[str]) -> list[str]:
+    combos = list(by_method[labels[0]][0]["combinations"])
+    lines = ["| combination | " + " | ".join(f"{by_method[l][0]['title']} p50 (ms)"
+                                              for l in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+    have = False
+    for c in combos:
+        cells = []
+        for l in labels:
+            vals = [r["combinations"][c]["latency"]["p50_ms"] for r in by_method[l]
+                    if r["combinations"][c].get("latency")]
+            have |= bool(vals)
+            cells.append(f"{np.mean(vals):.4f}" if vals else "–")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines if have else []
+
+
+def _ratio_plot(path: str, by_method: dict[str, list[dict]], title: str) -> bool:
+    from pam_tf.report import plot_bars
+
+    base = [l for l in by_method if l != PRIMARY]
+    rat = {b: ratios(by_method, b) for b in base}
+    combos = list(next(iter(by_method.values()))[0]["combinations"])
+    if not any(rat.values()):
+        return False
+    plot_bars(path, combos, {f"{b.upper()}/PAM": [float(np.mean(rat[b][c])) if rat[b].get(c)
+                                                  else None for c in combos] for b in base},
+              ylabel="FLOPs ratio (>1: PAM cheaper)", title=title,
+              reference={c: 1.0 for c in combos})
+    return True
+
+
+def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
+                       plots: str) -> list[str]:
+    """The page's section of one (experiment, criterion)."""
+    exp, criterion = key
+    labels = sorted(by_method, key=lambda l: (l != PRIMARY, l))
+    first = by_method[labels[0]][0]
+    seeds = sorted({r["seed"] for runs in by_method.values() for r in runs})
+    lines = ["", f"## {exp} ({criterion})", "",
+             f"Suite `{first['suite']}`, {first['arch']}, tasks {', '.join(first['tasks'])}; "
+             f"seeds {', '.join(map(str, seeds))}; code at "
+             f"`{(first.get('git_commit') or 'unknown')[:10]}`.", "",
+             f"Command: `python -m tools.reproduce --experiments={exp} --criteria={criterion} "
+             f"--seeds={','.join(map(str, seeds))}`", "",
+             "FLOPs in the paper's convention (method.md §9), mean ± std over seeds; ratios are "
+             "the mean over seeds of baseline FLOPs / PAM FLOPs (> 1: PAM is cheaper).", ""]
+    lines += _flops_table(by_method, labels)
+    name = f"ratio_{exp}_{criterion}.png"
+    if _ratio_plot(os.path.join(plots, name), by_method, f"{exp} ({criterion})"):
+        lines += ["", f"![ratio per combination](results_plots/{name})"]
+    lines += ["", "Accuracy on the test half, all-task combination:", ""]
+    lines += _accuracy_table(by_method, labels)
+    lat = _latency_table(by_method, labels)
+    if lat:
+        lines += ["", "Host LiteRT latency (1 thread), mean over seeds:", ""] + lat
+    lines += ["", "PAM groups per layer after pruning (first seed): " + "; ".join(
+        ", ".join(f"{k}: {v}" for k, v in g.items()) or "–"
+        for g in by_method.get(PRIMARY, [first])[0]["groups"])]
+    return lines
+
+
+def render(results_dir: str, doc: str) -> str:
+    """Write `doc` (and its plots beside it) from the results in `results_dir`."""
+    results = load_results(results_dir)
+    plots = os.path.join(os.path.dirname(os.path.abspath(doc)), "results_plots")
+    os.makedirs(plots, exist_ok=True)
+    lines = ["# Results", "",
+             "Rendered by `python -m tools.reproduce --render` from the results files in "
+             f"`{os.path.relpath(results_dir, os.path.dirname(os.path.abspath(doc)))}/` "
+             "(one per experiment, method, criterion and seed, written by "
+             "`python -m tools.reproduce`); do not edit by hand.", "", PAPER]
+    if not results:
+        lines += ["", "No results yet."]
+    for key, by_method in sorted(_groups(results).items()):
+        lines += experiment_section(key, by_method, plots)
+    io.write_text(doc, "\n".join(lines) + "\n")
+    return doc
+
+
+def readme_table(results_dir: str, experiment: str = "fashion2",
+                 criterion: str = "taylor") -> str:
+    """The README's table: one experiment's FLOPs and ratios (the same numbers as the page)."""
+    by_method = _groups(load_results(results_dir)).get((experiment, criterion))
+    if not by_method:
+        return ""
+    labels = sorted(by_method, key=lambda l: (l != PRIMARY, l))
+    return "\n".join(_flops_table(by_method, labels)) + "\n"

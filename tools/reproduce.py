@@ -1,0 +1,118 @@
+r"""Run a grid of experiments × pruning criteria × seeds and write one results JSON per cell and
+method; render docs/results.md from whatever results are there.
+
+    python -m tools.reproduce --experiments=fashion2 --criteria=taylor --seeds=0,1,2
+    python -m tools.reproduce --render            # docs/results.md from results/*.json
+
+Each cell (experiment, criterion, seed) runs the main job with every registered baseline, in its
+own run folder under --runs (which it resumes); a cell whose result files all exist is skipped,
+so rerunning a finished grid does nothing and says so, and a killed grid finishes where it
+stopped. Experiments: see `pam_tf.experiments.EXPERIMENTS`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+from pam_tf.experiments import EXPERIMENTS, cell_name, get_experiment, run_cell
+from tools._paths import user_path
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("experiments", ["fashion2"], f"Experiments: {', '.join(EXPERIMENTS)}.")
+flags.DEFINE_list("criteria", ["taylor"], "Pruning criteria: taylor, vib, magnitude.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each a whole run: info batch, fine-tuning "
+                  "order and, where the experiment trains its nets, the nets).")
+flags.DEFINE_list("set", [], "Main-job settings for every cell, e.g. budget=0.5,layout=split.")
+flags.DEFINE_string("results", "results", "Folder of the results JSON files (one per cell).")
+flags.DEFINE_string("runs", "runs/reproduce", "Folder of the cells' run folders.")
+flags.DEFINE_string("cache", None, "Folder of trained single-task nets (default: the data "
+                    "cache's models/).")
+flags.DEFINE_bool("render", False, "Only render --doc from the results folder.")
+flags.DEFINE_string("doc", "docs/results.md", "The rendered results page.")
+
+
+def parse_settings(items: list[str]) -> dict:
+    """'budget=0.5' → {'budget': 0.5}: values read as bool, int, float or str."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise app.UsageError(f"--set: expected key=value, got {item!r}")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+            continue
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def grid() -> list[tuple]:
+    """The cells asked for: (experiment, criterion, seed)."""
+    exps = [get_experiment(e) for e in FLAGS.experiments]
+    return [(e, c, int(s)) for e in exps for c in FLAGS.criteria for s in FLAGS.seeds]
+
+
+def cell_done(results: str, exp, criterion: str, seed: int, labels: list[str]) -> bool:
+    return all(os.path.exists(os.path.join(results, cell_name(exp.name, l, criterion, seed)))
+               for l in labels)
+
+
+def run_grid() -> int:
+    from pam_tf.config import RunConfig
+    from pam_tf.data.sources import data_dir
+    from pam_tf.methods import methods_of_run
+
+    settings = parse_settings(FLAGS.set)
+    probe = RunConfig.from_flat((), "fashion2", **settings)  # validates the settings up front
+    labels = [m.label for m in methods_of_run(probe.method, probe.compare)]
+    results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
+    cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
+    cells = grid()
+    todo = [c for c in cells if not cell_done(results, *c, labels)]
+    if not todo:
+        print(f"reproduce: all {len(cells)} cell(s) already have results in {results}: "
+              "nothing to do")
+        return 0
+    print(f"reproduce: {len(todo)} of {len(cells)} cell(s) to run "
+          f"({len(cells) - len(todo)} done earlier); methods {', '.join(labels)}")
+    start = time.monotonic()
+    for i, (exp, criterion, seed) in enumerate(todo):
+        print(f"[{i + 1}/{len(todo)}] {exp.name} / {criterion} / seed {seed}", flush=True)
+        run_cell(exp, criterion, seed, runs=runs, results=results, cache=cache,
+                 settings=settings, log=lambda line: print(line, flush=True))
+        spent = time.monotonic() - start
+        left = spent / (i + 1) * (len(todo) - i - 1)
+        print(f"[{i + 1}/{len(todo)}] done; {spent / 60:.1f} min so far, about "
+              f"{left / 60:.1f} min left", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.render:
+        from pam_tf.results_doc import render
+
+        path = render(user_path(FLAGS.results), user_path(FLAGS.doc))
+        print(f"reproduce: wrote {path}")
+        return 0
+    try:
+        return run_grid()
+    except ValueError as e:
+        print(f"reproduce: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    app.run(main)
