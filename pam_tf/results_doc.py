@@ -197,3 +197,27 @@ def readme_table(results_dir: str, experiment: str = "fashion2",
         return ""
     labels = sorted(by_method, key=lambda l: (l != PRIMARY, l))
     return "\n".join(_flops_table(by_method, labels)) + "\n"
+
+
+README_BEGIN = "<!-- results-table: fashion2 taylor; written by `python -m tools.reproduce --render` -->"
+README_END = "<!-- /results-table -->"
+
+
+def readme_block(readme_text: str) -> str:
+    """The README's generated table (between the markers), '' when the markers are missing."""
+    if README_BEGIN not in readme_text or README_END not in readme_text:
+        return ""
+    return readme_text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
+
+
+def update_readme(readme: str, results_dir: str) -> bool:
+    """Rewrite the README's generated table from the results; False when it has no markers."""
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    if not readme_block(text) and README_BEGIN not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    table = readme_table(results_dir) or "(no fashion2 results yet)\n"
+    io.write_text(readme, f"{head}{README_BEGIN}\n{table}{README_END}{tail}")
+    return True

@@ -70,3 +70,12 @@ def test_rerun_of_a_finished_grid_does_nothing_and_says_so(grid):
 def test_unknown_experiment_is_named():
     with pytest.raises(ValueError, match="unknown experiment 'fashion9'"):
         get_experiment("fashion9")
+
+
+def test_readme_table_is_the_one_rendered_from_the_committed_results():
+    from pam_tf.results_doc import README_BEGIN, readme_block
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert README_BEGIN in readme
+    expected = readme_table(os.path.join(ROOT, "results")) or "(no fashion2 results yet)\n"
+    assert readme_block(readme) == expected

@@ -32,6 +32,7 @@ flags.DEFINE_string("cache", None, "Folder of trained single-task nets (default:
                     "cache's models/).")
 flags.DEFINE_bool("render", False, "Only render --doc from the results folder.")
 flags.DEFINE_string("doc", "docs/results.md", "The rendered results page.")
+flags.DEFINE_string("readme", "README.md", "README whose marked results table --render rewrites.")
 
 
 def parse_settings(items: list[str]) -> dict:
@@ -102,10 +103,12 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.render:
-        from pam_tf.results_doc import render
+        from pam_tf.results_doc import render, update_readme
 
         path = render(user_path(FLAGS.results), user_path(FLAGS.doc))
         print(f"reproduce: wrote {path}")
+        if update_readme(user_path(FLAGS.readme), user_path(FLAGS.results)):
+            print(f"reproduce: updated the results table of {FLAGS.readme}")
         return 0
     try:
         return run_grid()
