@@ -66,7 +66,8 @@ def _save(fig, path: str) -> None:
 
 def plot_bars(path: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
               *, ylabel: str, title: str, errors: dict[str, Sequence[float]] | None = None,
-              reference: dict[str, float] | None = None, zoom: bool = False) -> None:
+              reference: dict[str, float] | None = None, zoom: bool = False,
+              reference_label: str = "unpruned single-task (validation)") -> None:
     """Grouped bar chart: one group per x label, one bar per series (None = missing)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups) + 2), 3.6))
@@ -88,7 +89,7 @@ def plot_bars(path: str, groups: Sequence[str], series: dict[str, Sequence[float
         for j, g in enumerate(groups):
             if g in reference:
                 ax.hlines(reference[g], j - 0.45, j + 0.45, colors="k", linestyles="--",
-                          label="unpruned single-task (validation)" if j == 0 else None)
+                          label=reference_label if j == 0 else None)
     if zoom:  # differences of a point matter: do not start the axis at 0
         vals = [v for values in series.values() for v in values if v is not None]
         vals += list((reference or {}).values())

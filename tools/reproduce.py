@@ -86,16 +86,24 @@ def run_grid() -> int:
         return 0
     print(f"reproduce: {len(todo)} of {len(cells)} cell(s) to run "
           f"({len(cells) - len(todo)} done earlier); methods {', '.join(labels)}")
-    start = time.monotonic()
+    from pam_tf.inputs import InputError
+
+    start, failed = time.monotonic(), []
     for i, (exp, criterion, seed) in enumerate(todo):
         print(f"[{i + 1}/{len(todo)}] {exp.name} / {criterion} / seed {seed}", flush=True)
-        run_cell(exp, criterion, seed, runs=runs, results=results, cache=cache,
-                 settings=settings, log=lambda line: print(line, flush=True))
+        try:
+            run_cell(exp, criterion, seed, runs=runs, results=results, cache=cache,
+                     settings=settings, log=lambda line: print(line, flush=True))
+        except InputError as e:  # e.g. a budget this cell cannot meet: the others still run
+            failed.append(f"{exp.name} / {criterion} / seed {seed}: {e}")
+            print(f"[{i + 1}/{len(todo)}] FAILED: {e}", flush=True)
         spent = time.monotonic() - start
         left = spent / (i + 1) * (len(todo) - i - 1)
         print(f"[{i + 1}/{len(todo)}] done; {spent / 60:.1f} min so far, about "
               f"{left / 60:.1f} min left", flush=True)
-    return 0
+    for line in failed:
+        print(f"reproduce: cell failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str]) -> int:
