@@ -133,8 +133,12 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int)
         "groups_merged": [{g.key.replace(".", "+"): g.width for g in groups}
                           for groups in r.plan_merged.layers],
         "prune_reason": r.prune.get("reason"), "prune_message": r.prune.get("message"),
-        "settings": pipeline.config.flat(), "git_commit": git_commit(), "versions": versions(),
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(),
+        "settings": {k: v for k, v in pipeline.config.flat().items() if k != "models"},
+        "models": [{"file": os.path.basename(p), "sha256": io.sha256_file(p)}
+                   for p in pipeline.config.models],  # no machine-specific paths
+        "git_commit": git_commit(), "versions": {k: v for k, v in versions().items()
+                                                 if k != "platform"},
+        "machine": {"system": platform.system(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
