@@ -418,3 +418,34 @@ def test_empty_groups_lets_an_exclusive_group_vanish_but_never_starves_a_reader(
               for layer, groups in zip(chain.hidden, none.layers) for g in groups}
     removal = choose_removal(none, scores, sum(none.widths()), empty_groups=True)
     assert len(removal) == sum(none.widths()) - sum(len(groups) for groups in none.layers)
+
+
+def test_emptying_a_group_also_drops_the_group_it_leaves_unread(setup):
+    from pam_tf.build import group_layer_name
+    from pam_tf.prune.importance import Importance
+
+    plan, weights, tasks, train, val, ref = setup
+    task = plan.tasks[0]
+    l3, l4 = len(plan.layers) - 2, len(plan.layers) - 1
+    fc4_own = next(g for g in plan.layers[l4] if g.owners == (task,))
+    fc3_own = next(g for g in plan.layers[l3] if g.owners == (task,))
+    assert fc4_own.width == 1 and fc3_own.width == 1  # fc3's {task} group has one reader
+    target = group_layer_name(plan.chain.hidden[l4], fc4_own)
+
+    class LowestFirst(Importance):  # scores the target group lowest: step 1 empties it
+        name = "lowest_first"
+
+        def __call__(self, ctx):
+            return {group_layer_name(layer, g): np.full(g.width, 0.0 if group_layer_name(
+                layer, g) == target else 1.0)
+                for layer, groups in zip(ctx.plan.chain.hidden, ctx.plan.layers) for g in groups}
+
+    n0 = sum(plan.widths())
+    one = tfmot.sparsity.keras.ConstantSparsity(1.2 / n0, begin_step=1, end_step=1, frequency=1)
+    settings = PruneSettings(**{**LOOP_DEFAULTS, **FAST, "empty_groups": True,
+                                "max_prune_steps": 1})
+    res = prune(plan, weights, tasks, train, val, settings, importance=LowestFirst(),
+                reference_accuracy={t: 0.0 for t in ref}, schedule=one, progress=None)
+    owners = [[g.owners for g in groups] for groups in res.plan.layers]
+    assert (task,) not in owners[l4] and (task,) not in owners[l3]
+    assert res.history[-1]["step"] == 1 and res.history[-1]["removed"] == 1
