@@ -78,7 +78,7 @@ class InformationTable:
 
     def to_json(self) -> dict:
         """The human-readable part (information.json; the report prints it)."""
-        return {"samples": self.samples, "reduce": self.config.reduce, **self.config.to_json(),
+        return {"samples": self.samples, **self.config.to_json(),
                 "layers": [{"layer": name, "neurons": int(a.shape[1]), "sigma2": s2,
                             "information": dict(zip(self.tasks, info))}
                            for name, a, s2, info in zip(self.layers, self.acts, self.sigma2,

@@ -65,13 +65,15 @@ class Pipeline:
 
     @property
     def tasks(self):
+        """The models' tasks: from their sidecars (loading the models), or, once validated, from
+        inputs.json without loading them."""
         if self._tasks is None:
             inputs = self.folder.path("inputs.json")
-            if os.path.exists(inputs):  # validated earlier: no need to load the Keras models
+            if self._models is None and os.path.exists(inputs):
                 names = io.read_json(inputs, InputError, "inputs file")["tasks"]
                 self._tasks = tuple(self.dataset.task(n) for n in names)
             else:
-                _ = self.models
+                _ = self.models  # sets _tasks
         return self._tasks
 
     @property
@@ -98,8 +100,9 @@ class Pipeline:
 
     # ----- global stages ------------------------------------------------------------------------
     def stage_validate(self) -> dict:
-        ds, tasks, paths = self.dataset, self.tasks_from_models(), self.config.models
-        traced = self._trace_models()
+        _ = self.models  # the tasks come from the models' sidecars, not an earlier inputs.json
+        ds, tasks, paths = self.dataset, self._tasks, self.config.models
+        traced = self._traced = self._trace_models()
         from pam_tf.merge import check_heads_match_tasks
 
         try:
@@ -120,10 +123,6 @@ class Pipeline:
             "versions": versions()})
         return {}
 
-    def tasks_from_models(self):
-        _ = self.models
-        return self._tasks
-
     def _trace_models(self):
         traced = []
         for path, model in zip(self.config.models, self.models):
@@ -134,11 +133,11 @@ class Pipeline:
         return traced
 
     def stage_trace(self) -> dict:
-        traced = self._trace_models()
-        chain = check_same_chain(traced)
+        if self._traced is None:  # validate traced them already unless it ran in an earlier run
+            self._traced = self._trace_models()
+        chain = check_same_chain(self._traced)
         io.write_json(self.folder.path("chain.json"), chain.to_json())
-        save_traced(self.folder.out, traced)
-        self._traced = traced
+        save_traced(self.folder.out, self._traced)
         return {"layers": [l.name for l in chain.layers]}
 
     def stage_information(self) -> dict:

@@ -237,7 +237,7 @@ def update_readme(readme: str, results_dir: str) -> bool:
     """Rewrite the README's generated table from the results; False when it has no markers."""
     with open(readme, encoding="utf-8") as f:
         text = f.read()
-    if not readme_block(text) and README_BEGIN not in text:
+    if README_BEGIN not in text or README_END not in text:
         return False
     head, rest = text.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]

@@ -116,6 +116,14 @@ def test_folder_holding_a_different_run_is_refused_and_kept(finished_run, model_
     assert open(os.path.join(out, "run.json")).read() == run_json
 
 
+def test_out_naming_a_file_is_refused(tmp_path, model_files):
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    with pytest.raises(InputError, match=f"--out '{out}' is a file, not a folder"):
+        Pipeline(config(model_files), str(out), quiet).run_all()
+    assert out.read_text() == "not a folder"
+
+
 def test_missing_model_file_is_named(tmp_path, model_files):
     missing = str(tmp_path / "nope.keras")
     with pytest.raises(InputError, match=f"model file '{missing}' does not exist"):
