@@ -142,6 +142,13 @@ class PruneSettings(_Section):
                            choices=("global", "per_layer"))
     flops_aware: bool = setting(True, "Rank neurons by importance per FLOP they cost, weighted "
                                 "by how many task combinations compute them.")
+    past_schedule: bool = setting(True, "Budget mode: when the schedule ends with every task "
+                                  "inside the budget, keep removing 10 % of the remaining "
+                                  "neurons per step until the budget binds (the schedule sets "
+                                  "the pace, not the end).")
+    recovery_rounds: int = setting(3, "Budget mode: extra rounds of the initial fine-tune while "
+                                   "the unpruned network is still outside the budget (a merged "
+                                   "network is not function-preserving).", lower=0)
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
     empty_groups: bool = setting(True, "Let pruning remove a whole group when every reader of "

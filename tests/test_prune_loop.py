@@ -15,7 +15,8 @@ from tests.test_prune_surgery import trained_pam
 
 FAST = dict(finetune_steps=3, initial_finetune_steps=0, batch_size=32)
 # the loop's defaults these tests were written for (PruneSettings' defaults are the CLI's)
-LOOP_DEFAULTS = dict(flops_aware=False, empty_groups=False, final_finetune_steps=0)
+LOOP_DEFAULTS = dict(flops_aware=False, empty_groups=False, final_finetune_steps=0,
+                     past_schedule=False, recovery_rounds=0)
 SETTINGS = {f.name for f in dataclasses.fields(PruneSettings)}
 
 
@@ -449,3 +450,24 @@ def test_emptying_a_group_also_drops_the_group_it_leaves_unread(setup):
     owners = [[g.owners for g in groups] for groups in res.plan.layers]
     assert (task,) not in owners[l4] and (task,) not in owners[l3]
     assert res.history[-1]["step"] == 1 and res.history[-1]["removed"] == 1
+
+
+def test_budget_mode_prunes_past_the_end_of_the_schedule(setup):
+    lines = []
+    res = run(setup, past_schedule=True, max_prune_steps=5, progress=lines.append)
+    steps = [e["step"] for e in res.history]
+    assert max(steps) > 3  # schedule3 ends at step 3; the budget (reference 0) never binds
+    assert res.reason == "max_steps"
+    after = [e for e in res.history if e["step"] > 3 and e["retry"] == 0]
+    for e, before in zip(after, [res.history[res.history.index(e) - 1] for e in after]):
+        assert e["removed"] == max(1, int(np.ceil(0.10 * before["neurons"])))
+
+
+def test_an_unpruned_net_outside_the_budget_gets_recovery_rounds(setup):
+    lines = []
+    unreachable = {t: 1.0 for t in setup[5]}  # no accuracy reaches 100 %: every round fails
+    res = run(setup, reference_accuracy=unreachable, initial_finetune_steps=2,
+              recovery_rounds=2, progress=lines.append)
+    rounds = [l for l in lines if "recovery round" in l]
+    assert len(rounds) == 2 and "recovery round 2/2 (2 more mini-batches)" in rounds[-1]
+    assert res.reason == "unpruned_outside_budget"

@@ -37,7 +37,8 @@ from pam_tf.prune.schedule import (default_schedule, next_step, prunes_after, sc
                                    schedule_table)
 from pam_tf.prune.selection import (Keep, Ranker, Selector, all_flops, choose_removal,
                                     removed_count)
-from pam_tf.prune.state import (CHECKPOINT_FORMAT, FINAL_SEED_OFFSET, RETRY_SEED_OFFSET,
+from pam_tf.prune.state import (CHECKPOINT_FORMAT, FINAL_SEED_OFFSET, RECOVERY_SEED_OFFSET,
+                                RETRY_SEED_OFFSET,
                                 Attempt, Checkpoints, PruneResult, RunState, begin, fingerprint)
 from pam_tf.prune.surgery import drop_unread_groups, remove_neurons
 from pam_tf.tasks import Task
@@ -51,7 +52,7 @@ REASONS = {
     "unpruned_outside_budget": "even the unpruned network is outside the accuracy budget",
     "target_reached": "the FLOPs target was reached",
     "schedule_end": "the pruning schedule ended with every task inside the budget",
-    "max_steps": "max_steps was reached",
+    "max_steps": "max_prune_steps was reached",
     "exhausted": "every group is at its minimum width; nothing left to prune",
 }
 
@@ -179,6 +180,27 @@ class _Run:
             self.ckpt.save_attempt(self.state)
         self.say(self.state.history[-1].progress_line(self.n0, self.settings.backtracks))
 
+    def _recover(self, plan: Plan, weights: dict[str, np.ndarray]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Step 0's fine-tune, repeated (up to ``recovery_rounds`` more times, budget mode) while
+        the unpruned network is outside the budget: a merged start is not function-preserving,
+        and giving up on it after one round would end the run before any pruning."""
+        s = self.settings
+        begin(self.seed)
+        weights = self._finetune(plan, weights, s.initial_finetune_steps, self.seed)
+        acc = evaluate(plan, weights, self.tasks, self.val)
+        for r in range(1, s.recovery_rounds + 1):
+            if self.target_mode or s.initial_finetune_steps == 0 or \
+                    self._record(0, plan, acc, 0, 0.0).within_budget is not False:
+                break
+            self.say(f"step   0: outside the budget after the first fine-tune; recovery round "
+                     f"{r}/{s.recovery_rounds} ({s.initial_finetune_steps} more mini-batches)")
+            begin(self.seed + RECOVERY_SEED_OFFSET * r)
+            weights = self._finetune(plan, weights, s.initial_finetune_steps,
+                                     self.seed + RECOVERY_SEED_OFFSET * r)
+            acc = evaluate(plan, weights, self.tasks, self.val)
+        return weights, acc
+
     def _start(self, plan: Plan, weights: dict[str, np.ndarray]) -> RunState | PruneResult:
         """Step 0, or the state (or finished result) a checkpoint holds."""
         plan, weights, unread = drop_unread_groups(plan, weights)
@@ -200,9 +222,7 @@ class _Run:
                      + (f" retry {retry}" if retry else "")
                      + f" completed ({sum(st.plan.widths())}/{self.n0} neurons left)")
             return st
-        begin(self.seed)
-        weights = self._finetune(plan, weights, self.settings.initial_finetune_steps, self.seed)
-        acc = evaluate(plan, weights, self.tasks, self.val)
+        weights, acc = self._recover(plan, weights)
         self.state = RunState(plan, weights, [])
         self.state.add(self._record(0, plan, acc, 0, 0.0), plan, weights)
         self._added()
@@ -242,10 +262,12 @@ class _Run:
                                 last.accuracy)
         max_steps, left = self.settings.max_prune_steps, sum(st.plan.widths())
         nxt = next_step(self.table, last, st.step, n0=self.n0, f0=self.f0, neurons_left=left,
-                        max_steps=max_steps, target_mode=self.target_mode)
+                        max_steps=max_steps, target_mode=self.target_mode,
+                        past_schedule=self.settings.past_schedule)
         if nxt is None:  # would the schedule still prune after max_steps?
             more = prunes_after(self.table, max_steps, max_steps + 1, self.n0, self.n0 - left)
-            reason = "max_steps" if (self.target_mode or more) else "schedule_end"
+            go_on = self.target_mode or self.settings.past_schedule
+            reason = "max_steps" if (go_on or more) else "schedule_end"
             msg = (f"{REASONS[reason]} after step {st.step}"
                    + ("" if self.target_mode else "; every task stayed inside the budget"))
             return self._finish(reason, msg, st.step, st.plan, st.weights, last.accuracy)

@@ -3,7 +3,8 @@
 Step s ≥ 1 asks the tfmot ``PruningSchedule`` ``schedule(s) → (should_prune, sparsity)``;
 sparsity is the fraction of the *starting* plan's hidden neurons that must be gone by step s.
 In fixed-target mode, if the schedule ends before the target is reached, each further step
-removes 10 % of the remaining neurons. As a guard against schedules that plateau, the first
+removes 10 % of the remaining neurons; so does budget mode with ``past_schedule`` (the default of
+the main job), so that the budget, not the schedule, ends pruning. As a guard against schedules that plateau, the first
 pruning step after a successful retry removes at least as many neurons (and, FLOPs-aware, as
 large a FLOPs share) as that retry did, even when the state already meets the schedule's
 sparsity.
@@ -70,11 +71,14 @@ class NextStep:
 
 
 def next_step(table: list[tuple[bool, float]], last: Attempt, step: int, *, n0: int, f0: float,
-              neurons_left: int, max_steps: int, target_mode: bool) -> NextStep | None:
+              neurons_left: int, max_steps: int, target_mode: bool,
+              past_schedule: bool = False) -> NextStep | None:
     """The first step after `step` (<= max_steps) that removes neurons; None when none does.
 
     `last` is the latest attempt, inside the budget (or in target mode); `n0`, `f0` the starting
-    plan's neurons and FLOPs; `neurons_left` the current plan's neurons."""
+    plan's neurons and FLOPs; `neurons_left` the current plan's neurons. Once the schedule asks
+    for nothing more, target mode (and budget mode with `past_schedule`) goes on removing
+    TARGET_FALLBACK_FRACTION of the remaining neurons per step."""
     # after a successful retry, the next pruning step removes at least what it did
     min_n = last.removed if not target_mode and last.retry else 0
     min_f = float(last.removed_flops) if min_n else 0.0
@@ -89,7 +93,8 @@ def next_step(table: list[tuple[bool, float]], last: Attempt, step: int, *, n0: 
             if min_n:
                 flops_floor = min(flops_floor, last.flops - min_f)
             return NextStep(s, n_remove, sparsity, flops_floor)
-        if target_mode and not prunes_after(table, s - 1, max_steps, n0, removed_so_far):
+        if (target_mode or past_schedule) and \
+                not prunes_after(table, s - 1, max_steps, n0, removed_so_far):
             n_remove = max(1, int(math.ceil(TARGET_FALLBACK_FRACTION * neurons_left)))
             return NextStep(s, n_remove, sparsity,
                             (1.0 - TARGET_FALLBACK_FRACTION) * last.flops)

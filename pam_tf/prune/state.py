@@ -34,6 +34,7 @@ __all__ = ["Attempt", "RunState", "PruneResult", "Checkpoints", "Resumed", "fing
 CHECKPOINT_FORMAT = 1
 FINAL_SEED_OFFSET = 1_000_003
 RETRY_SEED_OFFSET = 1000  # retry r of step s fine-tunes with seed + s + RETRY_SEED_OFFSET·r
+RECOVERY_SEED_OFFSET = 2_000_003  # recovery round r of step 0 fine-tunes with seed + r·this
 
 
 def begin(seed: int) -> None:
