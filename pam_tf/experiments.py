@@ -129,6 +129,9 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int)
         "accuracy": full["accuracy"], "reference_accuracy": ref, "budget_points": budget,
         "within_budget": {t: full["accuracy"][t] >= ref[t] - budget / 100 for t in tasks}
         if full.get("accuracy") and ref and budget is not None else None,
+        "attribution": {"+".join(c): r.plan.attribution(c) for c in r.plan.combinations()},
+        "attribution_merged": {"+".join(c): r.plan_merged.attribution(c)
+                               for c in r.plan_merged.combinations()},
         "groups": [{g.key.replace(".", "+"): g.width for g in groups} for groups in r.plan.layers],
         "groups_merged": [{g.key.replace(".", "+"): g.width for g in groups}
                           for groups in r.plan_merged.layers],

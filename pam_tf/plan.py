@@ -143,6 +143,18 @@ class Plan:
         return total([self.group_cost(l, i) for l, idx in enumerate(needed) for i in idx] +
                      [self.head_cost(t) for t in combo])
 
+    def attribution(self, combination: Iterable[str]) -> dict[str, int]:
+        """Where a combination's FLOPs come from: owner set ("a+b", ...) → FLOPs of its groups
+        in every layer, plus "heads". Sums to ``cost(combination).flops``."""
+        combo = self.normalise_combination(combination)
+        out: dict[str, int] = {}
+        for l, idx in enumerate(self.needed(combo)):
+            for i in idx:
+                key = "+".join(self.layers[l][i].owners)
+                out[key] = out.get(key, 0) + self.group_cost(l, i).flops
+        out["heads"] = sum(self.head_cost(t).flops for t in combo)
+        return out
+
     # ----- serialisation -----------------------------------------------------------------------
     def to_json(self) -> dict:
         return {

@@ -148,6 +148,35 @@ def _paper_comparison(exp: str, by_method: dict[str, list[dict]]) -> list[str]:
     return text
 
 
+def _attribution_rows(parts: dict[str, int]) -> tuple[float, float, float]:
+    """(shared, exclusive, heads) shares of a combination's FLOPs."""
+    total = sum(parts.values()) or 1
+    shared = sum(v for k, v in parts.items() if k != "heads" and "+" in k)
+    return shared / total, (total - shared - parts.get("heads", 0)) / total, \
+        parts.get("heads", 0) / total
+
+
+def _attribution_table(by_method: dict[str, list[dict]]) -> list[str]:
+    """Where PAM's FLOPs come from, per single task and the all-task combination, before and
+    after pruning (mean over seeds): groups shared by several tasks, exclusive groups, heads."""
+    runs = [r for r in by_method.get(PRIMARY, []) if r.get("attribution")]
+    if not runs:
+        return []
+    tasks = runs[0]["tasks"]
+    combos = [*tasks, "+".join(tasks)]
+    lines = ["", "Where PAM's FLOPs come from (share of each combination's FLOPs, mean over "
+             "seeds; before → after pruning):", "",
+             "| combination | MFLOPs | shared groups | exclusive groups | heads |", "|---|---|---|---|---|"]
+    for c in combos:
+        before = np.mean([_attribution_rows(r["attribution_merged"][c]) for r in runs], axis=0)
+        after = np.mean([_attribution_rows(r["attribution"][c]) for r in runs], axis=0)
+        mf = [np.mean([sum(r[k][c].values()) for r in runs]) / 1e6
+              for k in ("attribution_merged", "attribution")]
+        lines.append(f"| {c} | {mf[0]:.3f} → {mf[1]:.3f} | " + " | ".join(
+            f"{100 * b:.0f} % → {100 * a:.0f} %" for b, a in zip(before, after)) + " |")
+    return lines
+
+
 def _ratio_plot(path: str, by_method: dict[str, list[dict]], title: str) -> bool:
     from pam_tf.report import plot_bars
 
@@ -188,6 +217,7 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     lat = _latency_table(by_method, labels)
     if lat:
         lines += ["", "Host LiteRT latency (1 thread), mean over seeds:", ""] + lat
+    lines += _attribution_table(by_method)
     lines += ["", "PAM groups per layer after pruning (first seed): " + "; ".join(
         ", ".join(f"{k}: {v}" for k, v in g.items()) or "–"
         for g in by_method.get(PRIMARY, [first])[0]["groups"])]

@@ -149,3 +149,12 @@ def test_plan_from_owners_drops_groups_nothing_reads(chain):
     plan = plan_from_owners(chain, ["a", "b"], [3, 3], ["sigmoid"] * 2, owners)
     assert [g.key for g in plan.layers[0]] == ["a.b"]
     assert plan.meta["dropped_unread"] == 1
+
+
+def test_attribution_splits_a_combination_cost_by_owner_set(chain):
+    plan = pam_like(chain)
+    for combo in plan.combinations():
+        parts = plan.attribution(combo)
+        assert sum(parts.values()) == plan.cost(combo).flops
+    assert "b" not in plan.attribution(["a"]) and set(plan.attribution(["a", "b"])) == \
+        {"a+b", "a", "b", "heads"}

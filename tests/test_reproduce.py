@@ -36,6 +36,8 @@ def test_each_cell_writes_one_result_per_method(grid):
     for e in r["combinations"].values():
         assert e["flops"] > 0 and e["file_macs"] >= e["macs"]
     assert set(r["within_budget"]) == {"t0", "t1"} and r["settings"]["seed"] == 1
+    for combo, parts in r["attribution"].items():
+        assert sum(parts.values()) == r["combinations"][combo]["flops"]
 
 
 def test_seeds_train_their_own_nets(grid):
@@ -49,6 +51,7 @@ def test_rendered_page_shows_every_combination_and_the_ratios(grid, tmp_path):
     doc = render(folders["results"], str(tmp_path / "results.md"))
     text = open(doc).read()
     assert "## synthetic (magnitude)" in text and "B1/PAM over the combinations" in text
+    assert "Where PAM's FLOPs come from" in text
     for combo in ("| t0 |", "| t1 |", "| t0+t1 |"):
         assert combo in text
     assert os.path.exists(tmp_path / "results_plots" / "ratio_synthetic_magnitude.png")
