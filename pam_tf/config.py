@@ -149,6 +149,9 @@ class PruneSettings(_Section):
     recovery_rounds: int = setting(3, "Budget mode: extra rounds of the initial fine-tune while "
                                    "the unpruned network is still outside the budget (a merged "
                                    "network is not function-preserving).", lower=0)
+    per_task_budget: bool = setting(False, "Merged nets: when a task reaches its budget, keep "
+                                    "pruning the groups owned only by tasks still inside theirs "
+                                    "(instead of stopping the whole network there).")
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
     empty_groups: bool = setting(True, "Let pruning remove a whole group when every reader of "

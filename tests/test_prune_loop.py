@@ -16,7 +16,7 @@ from tests.test_prune_surgery import trained_pam
 FAST = dict(finetune_steps=3, initial_finetune_steps=0, batch_size=32)
 # the loop's defaults these tests were written for (PruneSettings' defaults are the CLI's)
 LOOP_DEFAULTS = dict(flops_aware=False, empty_groups=False, final_finetune_steps=0,
-                     past_schedule=False, recovery_rounds=0)
+                     past_schedule=False, recovery_rounds=0, per_task_budget=False)
 SETTINGS = {f.name for f in dataclasses.fields(PruneSettings)}
 
 
@@ -471,3 +471,43 @@ def test_an_unpruned_net_outside_the_budget_gets_recovery_rounds(setup):
     rounds = [l for l in lines if "recovery round" in l]
     assert len(rounds) == 2 and "recovery round 2/2 (2 more mini-batches)" in rounds[-1]
     assert res.reason == "unpruned_outside_budget"
+
+
+def _one_task_binds(setup):
+    """References under which t0 soon leaves its budget and t1 never does."""
+    ref = setup[5]
+    t0, t1 = setup[0].tasks
+    return {t0: ref[t0] + 0.009, t1: 0.0}
+
+
+def test_per_task_budget_freezes_the_task_that_binds_and_prunes_the_others(setup):
+    lines = []
+    res = run(setup, reference_accuracy=_one_task_binds(setup), per_task_budget=True,
+              past_schedule=True, max_prune_steps=8, progress=lines.append)
+    t0, t1 = setup[0].tasks
+    frozen = [l for l in lines if "reached the budget" in l]
+    assert len(frozen) == 1 and f"{t0} reached the budget" in frozen[0]
+    assert f"groups owned only by {t1}" in frozen[0]
+    ok = [e for e in res.history if e["within_budget"]][-1]
+    assert res.step == ok["step"] and res.plan.widths() == ok["widths"]  # t1-only groups: width 1
+    plain = run(setup, reference_accuracy=_one_task_binds(setup), past_schedule=True,
+                max_prune_steps=8)
+    assert plain.reason == "budget" and not any("reached the budget" in str(e)
+                                                for e in plain.history)
+
+
+def test_per_task_budget_resumes_after_freezing_with_the_same_result(setup, tmp_path):
+    args = dict(reference_accuracy=_one_task_binds(setup), per_task_budget=True,
+                past_schedule=True, max_prune_steps=8)
+    full = run(setup, **args)
+
+    def stop_at_freeze(line):
+        if "reached the budget" in line:
+            raise Interrupt(line)
+    with pytest.raises(Interrupt):
+        run(setup, checkpoint_dir=str(tmp_path), progress=stop_at_freeze, **args)
+    assert json.loads((tmp_path / "state.json").read_text())["frozen"] == [setup[0].tasks[0]]
+    again = run(setup, checkpoint_dir=str(tmp_path), **args)
+    assert again.plan == full.plan and again.reason == full.reason
+    for k in full.weights:
+        np.testing.assert_array_equal(again.weights[k], full.weights[k])

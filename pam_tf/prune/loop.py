@@ -217,6 +217,7 @@ class _Run:
             return r
         if resumed is not None:
             st = resumed.state
+            self.selector.frozen = frozenset(st.frozen)
             retry = st.history[-1].retry
             self.say(f"resuming from {self.checkpoint_dir}: step {st.step}"
                      + (f" retry {retry}" if retry else "")
@@ -253,7 +254,9 @@ class _Run:
         """Stop (the result), or make the next attempt (None)."""
         st = self.state
         last = st.history[-1]
-        if not self.target_mode and last.within_budget is False:
+        if st.frozen_at == (last.step, last.retry):  # tasks frozen after it: go on from ok
+            last = st.ok_attempt()
+        elif not self.target_mode and last.within_budget is False:
             return self._outside_budget(last)
         if self.target_mode and last.flops <= self.target_flops:
             msg = (f"all-task FLOPs {100 * last.flops_fraction:.1f}% of start <= target "
@@ -270,18 +273,19 @@ class _Run:
             reason = "max_steps" if (go_on or more) else "schedule_end"
             msg = (f"{REASONS[reason]} after step {st.step}"
                    + ("" if self.target_mode else "; every task stayed inside the budget"))
-            return self._finish(reason, msg, st.step, st.plan, st.weights, last.accuracy)
-        if left <= self.floor:
-            return self._finish("exhausted", REASONS["exhausted"], st.step, st.plan, st.weights,
+            return self._finish(reason, msg, self._returned_step(), st.plan, st.weights,
                                 last.accuracy)
+        if left <= self.floor:
+            return self._finish("exhausted", REASONS["exhausted"], self._returned_step(),
+                                st.plan, st.weights, last.accuracy)
         self.ranker.forget()
         keep, offered = self.selector.select(
             st.plan, self.ranker.rank(nxt.step, st.plan, st.weights), nxt.n_remove,
             nxt.flops_floor)
         if removed_count(keep) == 0:
             if not offered:
-                return self._finish("exhausted", REASONS["exhausted"], st.step, st.plan,
-                                    st.weights, last.accuracy)
+                return self._finish("exhausted", REASONS["exhausted"], self._returned_step(),
+                                    st.plan, st.weights, last.accuracy)
             st.step = nxt.step  # rounding put every chosen neuron back: nothing changes here
             return None
         self._attempt(nxt.step, 0, keep, nxt.sparsity)
@@ -307,9 +311,43 @@ class _Run:
             st.plan, st.weights = p, w
             self._attempt(last.step, last.retry + 1, keep, last.schedule_sparsity)
             return None
+        if self._freeze(last):
+            return None
         msg = budget_message(st.history, refs, budget=budget, backtracks=backtracks,
                              ok_step=st.ok_step, ok_retry=st.ok_retry)
         return self._finish("budget", msg, st.ok_step, p, w, st.ok_attempt().accuracy)
+
+    def _returned_step(self) -> int:
+        """The step whose network the current state holds (after freezing: the last inside)."""
+        st = self.state
+        last = st.history[-1]
+        return st.ok_step if st.frozen_at == (last.step, last.retry) else st.step
+
+    def _freeze(self, last: Attempt) -> bool:
+        """per_task_budget: the tasks `last` put outside their budget stop shrinking; pruning
+        goes on from the last state inside the budget in the groups owned only by the other
+        tasks. False (stop) when no task is newly frozen or none would be left to prune."""
+        st = self.state
+        if not self.settings.per_task_budget or len(self.tasks) < 2:
+            return False
+        floor = self.settings.budget / 100.0 + 1e-12
+        failing = {t for t, a in last.accuracy.items()
+                   if t in self.reference and a < self.reference[t] - floor}
+        frozen = set(st.frozen) | failing
+        names = [t.name for t in self.tasks]
+        if frozen == set(st.frozen) or frozen >= set(names):
+            return False
+        st.frozen = tuple(t for t in names if t in frozen)
+        st.frozen_at = (last.step, last.retry)
+        st.plan, st.weights = st.ok
+        self.selector.frozen = frozenset(st.frozen)
+        if self.ckpt is not None:
+            self.ckpt.save_state(st)
+        rest = [t for t in names if t not in frozen]
+        self.say(f"step {last.step:3d}: {', '.join(sorted(failing))} reached the budget; "
+                 f"pruning goes on in the groups owned only by {', '.join(rest)} "
+                 f"(from step {st.ok_step})")
+        return True
 
     # ----- the end -----------------------------------------------------------------------------
     def _final_stage(self, plan: Plan, weights: dict[str, np.ndarray], message: str,

@@ -83,21 +83,27 @@ def all_flops(plan: Plan) -> int:
 class _Room:
     """How many neurons each group may still lose, and which groups a removal has emptied."""
 
-    def __init__(self, plan: Plan, min_group_width: int, empty_groups: bool):
+    def __init__(self, plan: Plan, min_group_width: int, empty_groups: bool,
+                 frozen: frozenset[str] = frozenset()):
         self.plan, self.min_group_width, self.empty_groups = plan, min_group_width, empty_groups
         self.room: dict[str, int] = {}
         self.where: dict[str, tuple[int, int]] = {}
+        self.fixed: set[str] = set()  # groups of frozen tasks: nothing may go
         for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
             for gi, g in enumerate(groups):
                 name = group_layer_name(layer, g)
                 self.room[name] = max(0, g.width - min_group_width)
                 self.where[name] = (l, gi)
+                if frozen & set(g.owners):
+                    self.room[name] = 0
+                    self.fixed.add(name)
         self.emptied: set[tuple[int, int]] = set()
 
     def can_empty(self, name: str) -> bool:
         """Whether the group's last neuron may go: every group and head reading it still reads
         a group that is not (being) emptied."""
-        if not self.empty_groups or self.min_group_width > 1 or self.room[name] != 0:
+        if not self.empty_groups or self.min_group_width > 1 or self.room[name] != 0 or \
+                name in self.fixed:
             return False
         l, gi = self.where[name]  # room 0 with min_group_width 1: this is the group's last neuron
         if (l, gi) in self.emptied:
@@ -143,7 +149,8 @@ def _layer_quotas(widths: Sequence[int], n_remove: int) -> list[int]:
 
 def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, *,
                    ranking: str = "global", min_group_width: int = 1,
-                   empty_groups: bool = False) -> list[tuple[str, int]]:
+                   empty_groups: bool = False,
+                   frozen: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
     """The (group layer name, neuron index) pairs to remove, lowest score first.
 
     ``"global"`` ranks all hidden neurons together; ``"per_layer"`` removes from each layer a
@@ -153,7 +160,8 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
     a merged layer then need not keep one neuron per owner set (PAM's exclusive conv1 channels
     would otherwise cost as much as the whole of a pruned single-task conv1). Ties break by
     layer, group and neuron order, so the choice is deterministic; every prefix of the returned
-    list leaves a valid plan.
+    list leaves a valid plan. Groups owned by a task in `frozen` (its budget has bound) lose
+    nothing.
     """
     entries = []  # (score, layer, group, neuron, name)
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
@@ -162,7 +170,7 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
             s = np.asarray(scores[name], np.float64)
             entries.extend((float(s[j]), l, gi, j, name) for j in range(g.width))
     entries.sort(key=lambda e: e[:4])
-    room = _Room(plan, min_group_width, empty_groups)
+    room = _Room(plan, min_group_width, empty_groups, frozenset(frozen))
     n_remove = max(0, int(n_remove))
     if ranking == "global":
         picked = room.take(entries, n_remove)
@@ -281,13 +289,14 @@ class Selector:
         self.ranking, self.min_group_width = ranking, min_group_width
         self.empty_groups, self.round_to = empty_groups, round_to
         self.flops_aware, self.target_flops = flops_aware, target_flops
+        self.frozen: frozenset[str] = frozenset()  # tasks whose groups may no longer shrink
 
     def removal(self, plan: Plan, rank: Mapping[str, np.ndarray],
                 n_remove: int) -> list[tuple[str, int]]:
         """Up to `n_remove` lowest-ranked neurons (:func:`choose_removal`)."""
         return choose_removal(plan, rank, n_remove, ranking=self.ranking,
                               min_group_width=self.min_group_width,
-                              empty_groups=self.empty_groups)
+                              empty_groups=self.empty_groups, frozen=self.frozen)
 
     def keep_without(self, plan: Plan, rank: Mapping[str, np.ndarray],
                      removal: Sequence[tuple[str, int]]) -> Keep:

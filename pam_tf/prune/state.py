@@ -141,6 +141,8 @@ class RunState:
     ok_step: int | None = None
     ok_retry: int = 0
     ok: tuple[Plan, dict[str, np.ndarray]] | None = None
+    frozen: tuple[str, ...] = ()            # tasks whose budget bound (per_task_budget)
+    frozen_at: tuple[int, int] | None = None  # the failed attempt (step, retry) that froze them
 
     def add(self, attempt: Attempt, plan: Plan, weights: dict[str, np.ndarray]) -> None:
         """Make (plan, weights) after `attempt` the current state (and the last good one when it
@@ -216,8 +218,15 @@ class Checkpoints:
         """The network after the last attempt, then state.json naming it."""
         last = state.history[-1]
         self.save_net(last.step, state.plan, state.weights, retry=last.retry)
+        self.save_state(state)
+
+    def save_state(self, state: RunState) -> None:
+        """state.json for the attempts whose networks are saved (e.g. after freezing tasks)."""
+        last = state.history[-1]
         self._write(step=last.step, retry=last.retry, last_ok_step=state.ok_step,
                     last_ok_retry=state.ok_retry, history=[e.to_json() for e in state.history],
+                    frozen=list(state.frozen),
+                    frozen_at=list(state.frozen_at) if state.frozen_at else None,
                     status="running")
 
     def save_result(self, result: PruneResult) -> None:
@@ -251,4 +260,8 @@ class Checkpoints:
         ok = (plan, weights) if (ok_step, ok_retry) == (step, retry) else \
             (self.load_net(ok_step, ok_retry) if ok_step is not None else None)
         history = [Attempt.from_json(e) for e in saved["history"]]
-        return Resumed(state=RunState(plan, weights, history, step, ok_step, ok_retry, ok))
+        frozen_at = tuple(saved["frozen_at"]) if saved.get("frozen_at") else None
+        if frozen_at == (step, retry):  # frozen after this failed attempt: go on from ok
+            plan, weights = ok
+        return Resumed(state=RunState(plan, weights, history, step, ok_step, ok_retry, ok,
+                                      tuple(saved.get("frozen", ())), frozen_at))
