@@ -135,6 +135,10 @@ class PruneSettings(_Section):
     final_finetune_steps: int | None = setting(
         None, "Mini-batches of fine-tuning of the returned network (default: 2 x "
         "--finetune_steps).", lower=0)
+    finetune_scale: str = setting("network", "Fine-tuning effort: the lengths above per network "
+                                  "(network), or per task the network serves (task: a merged net "
+                                  "of n tasks gets n times the mini-batches, as many per task as "
+                                  "each separately pruned net).", choices=("network", "task"))
     batch_size: int = setting(64, "Fine-tuning mini-batch size.", lower=1)
     lr: float = setting(1e-3, "Fine-tuning learning rate (Adam).", lower=0.0)
     ranking: str = setting("global", "Rank neurons across all layers (global) or remove the "
@@ -167,17 +171,19 @@ class PruneSettings(_Section):
     unstructured_steps: int = setting(100, "Fine-tuning mini-batches of the unstructured stage.",
                                       lower=1)
 
-    def resolved(self, *, merged: bool) -> "PruneSettings":
-        """Concrete fine-tuning lengths: a merged network (not function-preserving, method.md
-        §6) first recovers for 4 x finetune_steps; every returned network gets 2 x."""
+    def resolved(self, *, merged: bool, n_tasks: int = 1) -> "PruneSettings":
+        """Concrete fine-tuning lengths for a network of `n_tasks` tasks: a merged network (not
+        function-preserving, method.md §6) first recovers for 4 x finetune_steps; every
+        returned network gets 2 x; with finetune_scale 'task' all three are n_tasks times
+        longer. Idempotent: the result is per network and resolves to itself."""
+        k = n_tasks if self.finetune_scale == "task" else 1
+        steps = k * self.finetune_steps
         initial = self.initial_finetune_steps
-        if initial is None:
-            initial = 4 * self.finetune_steps if merged else 0
+        initial = (4 * steps if merged else 0) if initial is None else k * initial
         final = self.final_finetune_steps
-        if final is None:
-            final = 2 * self.finetune_steps
-        return dataclasses.replace(self, initial_finetune_steps=initial,
-                                   final_finetune_steps=final)
+        final = 2 * steps if final is None else k * final
+        return dataclasses.replace(self, finetune_steps=steps, initial_finetune_steps=initial,
+                                   final_finetune_steps=final, finetune_scale="network")
 
 
 @dataclass(frozen=True)

@@ -103,11 +103,18 @@ def git_commit() -> str | None:
         return None
 
 
-def cell_name(exp: str, method_label: str, criterion: str, seed: int) -> str:
-    return f"{exp}__{method_label}__{criterion}__seed{seed}.json"
+def cell_name(exp: str, method_label: str, criterion: str, seed: int, variant: str = "") -> str:
+    """The results file of one method in one cell (`variant`: a named set of --set values)."""
+    return f"{exp}__{method_label}__{criterion}__seed{seed}" + \
+        (f"__{variant}" if variant else "") + ".json"
 
 
-def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int) -> dict:
+def cell_folder(runs: str, exp: str, criterion: str, seed: int, variant: str = "") -> str:
+    return os.path.join(runs, exp, variant or "default", f"{criterion}__seed{seed}")
+
+
+def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
+                   variant: str = "") -> dict:
     """The results JSON of one method in one finished cell (read from its run folder)."""
     r = pipeline.method_result(method)
     tasks = list(r.plan.tasks)
@@ -125,7 +132,8 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int)
     return {
         "format": RESULT_FORMAT, "experiment": exp.name, "suite": exp.suite, "arch": exp.arch,
         "method": method.name, "label": method.label, "title": method.title,
-        "criterion": criterion, "seed": seed, "tasks": tasks, "combinations": combos,
+        "criterion": criterion, "seed": seed, "variant": variant, "tasks": tasks,
+        "combinations": combos,
         "accuracy": full["accuracy"], "reference_accuracy": ref, "budget_points": budget,
         "within_budget": {t: full["accuracy"][t] >= ref[t] - budget / 100 for t in tasks}
         if full.get("accuracy") and ref and budget is not None else None,
@@ -148,7 +156,8 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int)
 
 
 def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: str,
-             cache: str, settings: dict, log: Callable[[str], None]) -> list[str]:
+             cache: str, settings: dict, log: Callable[[str], None],
+             variant: str = "") -> list[str]:
     """Run one cell (resuming its run folder) and write one results JSON per method."""
     from pam_tf.config import RunConfig
     from pam_tf.pipeline import Pipeline
@@ -156,12 +165,27 @@ def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: 
     paths = model_files(exp, seed, cache, log)
     flat = {**exp.settings, **settings, "criterion": criterion, "seed": seed}
     config = RunConfig.from_flat(paths, exp.suite, **flat)
-    out = os.path.join(runs, exp.name, f"{criterion}__seed{seed}")
+    out = cell_folder(runs, exp.name, criterion, seed, variant)
     pipeline = Pipeline(config, out, lambda line: log(f"    {line}"))
-    pipeline.run_all(command=f"tools/reproduce.py cell {exp.name} {criterion} seed {seed}")
+    pipeline.run_all(command=f"tools/reproduce.py cell {exp.name} {criterion} seed {seed}"
+                     + (f" variant {variant}" if variant else ""))
+    return summarize_cell(exp, criterion, seed, out=out, results=results, variant=variant)
+
+
+def summarize_cell(exp: Experiment, criterion: str, seed: int, *, out: str, results: str,
+                   variant: str = "") -> list[str]:
+    """(Re)write the results JSON of a finished cell from its run folder alone, with the
+    settings the run recorded (so results can gain fields without re-running the cell)."""
+    from pam_tf.config import RunConfig
+    from pam_tf.pipeline import Pipeline
+
+    recorded = io.read_json(os.path.join(out, "run.json"), what="run file")["config"]
+    flat = {k: v for k, v in recorded.items() if k not in ("models", "suite")}
+    config = RunConfig.from_flat(recorded["models"], recorded["suite"], **flat)
+    pipeline = Pipeline(config, out, lambda _line: None)
     written = []
     for method in pipeline.methods:
-        path = os.path.join(results, cell_name(exp.name, method.label, criterion, seed))
-        io.write_json(path, method_summary(pipeline, method, exp, criterion, seed))
+        path = os.path.join(results, cell_name(exp.name, method.label, criterion, seed, variant))
+        io.write_json(path, method_summary(pipeline, method, exp, criterion, seed, variant))
         written.append(path)
     return written

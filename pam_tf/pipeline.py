@@ -192,10 +192,10 @@ class Pipeline:
         """The callable a method prunes each of its networks with (pam_tf.methods.PruneOne)."""
         import pam_tf.prune as prune_module
 
-        settings = self.config.prune.resolved(merged=method.merged)
         ref = self.reference_accuracy()
 
         def prune_one(plan, weights, tasks, subfolder: str, label: str):
+            settings = self.config.prune.resolved(merged=method.merged, n_tasks=len(tasks))
             result = prune_module.prune(
                 plan, weights, tasks, self.splits.train, self.splits.val, settings,
                 reference_accuracy={t.name: ref[t.name] for t in tasks},

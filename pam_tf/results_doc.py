@@ -41,7 +41,8 @@ def _groups(results: Iterable[dict]) -> dict[tuple[str, str], dict[str, list[dic
     """(experiment, criterion) → method label → results over seeds (sorted by seed)."""
     table: dict = defaultdict(lambda: defaultdict(list))
     for r in results:
-        table[(r["experiment"], r["criterion"])][r["label"]].append(r)
+        if not r.get("variant"):  # variants (ablations) have their own section
+            table[(r["experiment"], r["criterion"])][r["label"]].append(r)
     for by_method in table.values():
         for runs in by_method.values():
             runs.sort(key=lambda r: r["seed"])
@@ -224,6 +225,46 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     return lines
 
 
+def _variant_rows(results: list[dict]) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """(experiment, criterion) → variant ("" = defaults) → PAM results over seeds."""
+    table: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r["label"] == PRIMARY:
+            table[(r["experiment"], r["criterion"])][r.get("variant", "")].append(r)
+    return {k: v for k, v in table.items() if len(v) > 1}
+
+
+def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
+                     baselines: dict[str, list[dict]]) -> list[str]:
+    """One row per variant of PAM: its settings that differ from the defaults, FLOPs and the
+    B1/PAM ratio per combination (B1 of the same seeds, default settings), budget kept."""
+    exp, criterion = key
+    default = variants.get("", [])
+    b1 = {r["seed"]: r for r in baselines.get("b1", [])}
+    combos = list(next(iter(variants.values()))[0]["combinations"])
+    lines = ["", f"## Ablation: {exp} ({criterion})", "",
+             "PAM under each variant (`python -m tools.reproduce --variant NAME --set ...`); "
+             "B1/PAM uses B1 of the same seeds with the default settings. Cells: PAM MFLOPs "
+             "(B1/PAM), means over seeds.", "",
+             "| variant | settings | seeds | " + " | ".join(combos) + " | within budget |",
+             "|---|---|---|" + "---|" * (len(combos) + 1)]
+    for name, runs in sorted(variants.items()):
+        ref = default[0]["settings"] if default else {}
+        diff = ", ".join(f"{k}={v}" for k, v in runs[0]["settings"].items()
+                         if k != "seed" and ref.get(k) != v) if name else "defaults"
+        cells = []
+        for c in combos:
+            flops = np.mean([r["combinations"][c]["flops"] for r in runs]) / 1e6
+            rat = [b1[r["seed"]]["combinations"][c]["flops"] / r["combinations"][c]["flops"]
+                   for r in runs if r["seed"] in b1]
+            cells.append(f"{flops:.4f} ({np.mean(rat):.2f}×)" if rat else f"{flops:.4f}")
+        ok = sum(all((r.get("within_budget") or {}).values()) for r in runs)
+        lines.append(f"| {name or 'default'} | {diff or '–'} | "
+                     f"{','.join(str(r['seed']) for r in runs)} | " + " | ".join(cells)
+                     + f" | {ok}/{len(runs)} |")
+    return lines
+
+
 def render(results_dir: str, doc: str) -> str:
     """Write `doc` (and its plots beside it) from the results in `results_dir`."""
     results = load_results(results_dir)
@@ -236,8 +277,11 @@ def render(results_dir: str, doc: str) -> str:
              "`python -m tools.reproduce`); do not edit by hand.", "", PAPER]
     if not results:
         lines += ["", "No results yet."]
-    for key, by_method in sorted(_groups(results).items()):
+    groups = _groups(results)
+    for key, by_method in sorted(groups.items()):
         lines += experiment_section(key, by_method, plots)
+    for key, variants in sorted(_variant_rows(results).items()):
+        lines += ablation_section(key, variants, groups.get(key, {}))
     io.write_text(doc, "\n".join(lines) + "\n")
     return doc
 

@@ -75,3 +75,13 @@ def test_resolved_fine_tuning_lengths_follow_the_method():
 def test_sections_hash_their_values():
     assert SECTIONS["export"]().key() == ExportConfig().key()
     assert ExportConfig(layout="split").key() != ExportConfig().key()
+
+
+def test_finetune_scale_task_gives_a_merged_net_the_effort_of_its_tasks():
+    s = PruneSettings(finetune_steps=10, finetune_scale="task")
+    merged = s.resolved(merged=True, n_tasks=3)
+    assert (merged.finetune_steps, merged.initial_finetune_steps,
+            merged.final_finetune_steps) == (30, 120, 60)
+    assert merged.resolved(merged=True, n_tasks=3) == merged  # per network: resolves to itself
+    single = s.resolved(merged=False, n_tasks=1)
+    assert (single.finetune_steps, single.initial_finetune_steps) == (10, 0)

@@ -82,3 +82,20 @@ def test_readme_table_is_the_one_rendered_from_the_committed_results():
     assert README_BEGIN in readme
     expected = readme_table(os.path.join(ROOT, "results")) or "(no fashion2 results yet)\n"
     assert readme_block(readme) == expected
+
+
+def test_a_variant_gets_its_own_files_and_an_ablation_row(grid, tmp_path):
+    folders, _ = grid
+    exp = get_experiment("synthetic")
+    written = run_cell(exp, "magnitude", 0, runs=folders["runs"], results=folders["results"],
+                       cache=folders["cache"], log=lambda _l: None, variant="ptb",
+                       settings={"criterion": "magnitude", "per_task_budget": True,
+                                 "compare": False})
+    assert [os.path.basename(p) for p in written] == [
+        cell_name("synthetic", "pam", "magnitude", 0, "ptb")]
+    doc = render(folders["results"], str(tmp_path / "results.md"))
+    text = open(doc).read()
+    assert "## Ablation: synthetic (magnitude)" in text
+    row = next(l for l in text.splitlines() if l.startswith("| ptb |"))
+    assert "per_task_budget=True" in row and "compare=False" in row
+    assert readme_table(folders["results"], "synthetic", "magnitude") in text  # defaults only

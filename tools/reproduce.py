@@ -17,7 +17,8 @@ import time
 
 from absl import app, flags, logging
 
-from pam_tf.experiments import EXPERIMENTS, cell_name, get_experiment, run_cell
+from pam_tf.experiments import (EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
+                                summarize_cell)
 from tools._paths import user_path
 
 FLAGS = flags.FLAGS
@@ -26,6 +27,11 @@ flags.DEFINE_list("criteria", ["taylor"], "Pruning criteria: taylor, vib, magnit
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each a whole run: info batch, fine-tuning "
                   "order and, where the experiment trains its nets, the nets).")
 flags.DEFINE_list("set", [], "Main-job settings for every cell, e.g. budget=0.5,layout=split.")
+flags.DEFINE_string("variant", "", "Name of the --set values (an ablation): it goes into the "
+                    "results file and run folder names; docs/results.md compares variants. "
+                    "Required with --set.")
+flags.DEFINE_bool("resummarize", False, "Rewrite the results files of finished cells from their "
+                  "run folders (no pruning), e.g. after the results format gained a field.")
 flags.DEFINE_string("results", "results", "Folder of the results JSON files (one per cell).")
 flags.DEFINE_string("runs", "runs/reproduce", "Folder of the cells' run folders.")
 flags.DEFINE_string("cache", None, "Folder of trained single-task nets (default: the data "
@@ -63,9 +69,24 @@ def grid() -> list[tuple]:
     return [(e, c, int(s)) for e in exps for c in FLAGS.criteria for s in FLAGS.seeds]
 
 
-def cell_done(results: str, exp, criterion: str, seed: int, labels: list[str]) -> bool:
-    return all(os.path.exists(os.path.join(results, cell_name(exp.name, l, criterion, seed)))
+def cell_done(results: str, exp, criterion: str, seed: int, labels: list[str],
+              variant: str) -> bool:
+    return all(os.path.exists(os.path.join(results, cell_name(exp.name, l, criterion, seed,
+                                                              variant)))
                for l in labels)
+
+
+def resummarize(results: str, runs: str) -> int:
+    """--resummarize: every asked-for cell whose run folder holds a finished run."""
+    n = 0
+    for exp, criterion, seed in grid():
+        out = cell_folder(runs, exp.name, criterion, seed, FLAGS.variant)
+        if os.path.exists(os.path.join(out, "report.md")):
+            summarize_cell(exp, criterion, seed, out=out, results=results,
+                           variant=FLAGS.variant)
+            n += 1
+    print(f"reproduce: rewrote the results of {n} finished cell(s) from {runs}")
+    return 0
 
 
 def run_grid() -> int:
@@ -74,12 +95,17 @@ def run_grid() -> int:
     from pam_tf.methods import methods_of_run
 
     settings = parse_settings(FLAGS.set)
+    if settings and not FLAGS.variant:
+        raise ValueError("--set needs --variant NAME, so that its results do not pass for the "
+                         "defaults")
     probe = RunConfig.from_flat((), "fashion2", **settings)  # validates the settings up front
     labels = [m.label for m in methods_of_run(probe.method, probe.compare)]
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
+    if FLAGS.resummarize:
+        return resummarize(results, runs)
     cells = grid()
-    todo = [c for c in cells if not cell_done(results, *c, labels)]
+    todo = [c for c in cells if not cell_done(results, *c, labels, FLAGS.variant)]
     if not todo:
         print(f"reproduce: all {len(cells)} cell(s) already have results in {results}: "
               "nothing to do")
@@ -93,7 +119,8 @@ def run_grid() -> int:
         print(f"[{i + 1}/{len(todo)}] {exp.name} / {criterion} / seed {seed}", flush=True)
         try:
             run_cell(exp, criterion, seed, runs=runs, results=results, cache=cache,
-                     settings=settings, log=lambda line: print(line, flush=True))
+                     settings=settings, log=lambda line: print(line, flush=True),
+                     variant=FLAGS.variant)
         except InputError as e:  # e.g. a budget this cell cannot meet: the others still run
             failed.append(f"{exp.name} / {criterion} / seed {seed}: {e}")
             print(f"[{i + 1}/{len(todo)}] FAILED: {e}", flush=True)

@@ -81,7 +81,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
     weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
     check_weights(plan, weights)
     merged = any(len(g.owners) > 1 for groups in plan.layers for g in groups)
-    settings = _checked(settings.resolved(merged=merged))
+    settings = _checked(settings.resolved(merged=merged, n_tasks=len(tasks)))
     reference = _references(settings, tasks, reference_accuracy)
     importance = importance if importance is not None else make_importance(settings.criterion)
     run = _Run(plan, weights, tasks, train, val, settings, importance, reference,
