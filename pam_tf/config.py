@@ -139,6 +139,9 @@ class PruneSettings(_Section):
                                   "(network), or per task the network serves (task: a merged net "
                                   "of n tasks gets n times the mini-batches, as many per task as "
                                   "each separately pruned net).", choices=("network", "task"))
+    distill: float = setting(0.0, "Weight of distillation from the unpruned single-task nets "
+                             "while fine-tuning (targets (1-w)·labels + w·teacher outputs), the "
+                             "same for every method; 0: labels only.", lower=0.0, upper=1.0)
     batch_size: int = setting(64, "Fine-tuning mini-batch size.", lower=1)
     lr: float = setting(1e-3, "Fine-tuning learning rate (Adam).", lower=0.0)
     ranking: str = setting("global", "Rank neurons across all layers (global) or remove the "

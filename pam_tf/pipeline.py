@@ -161,6 +161,20 @@ class Pipeline:
         io.write_json(path, ref)
         return ref
 
+    def teacher_outputs(self) -> dict | None:
+        """With --distill: each unpruned single-task net's outputs on the fine-tuning images
+        (teacher_outputs.npz, computed once for every method)."""
+        if not self.config.prune.distill:
+            return None
+        path = self.folder.path("teacher_outputs.npz")
+        if os.path.exists(path):
+            return io.load_npz(path)
+        x = self.splits.train[0]
+        out = {task.name: model.predict(x, verbose=0, batch_size=512).astype("float32")
+               for model, task in zip(self.models, self.tasks)}
+        io.save_npz(path, out)
+        return out
+
     # ----- per-method stages ----------------------------------------------------------------------
     def stage_regroup(self, method: Method) -> dict:
         information = None
@@ -192,7 +206,7 @@ class Pipeline:
         """The callable a method prunes each of its networks with (pam_tf.methods.PruneOne)."""
         import pam_tf.prune as prune_module
 
-        ref = self.reference_accuracy()
+        ref, teacher = self.reference_accuracy(), self.teacher_outputs()
 
         def prune_one(plan, weights, tasks, subfolder: str, label: str):
             settings = self.config.prune.resolved(merged=method.merged, n_tasks=len(tasks))
@@ -200,7 +214,8 @@ class Pipeline:
                 plan, weights, tasks, self.splits.train, self.splits.val, settings,
                 reference_accuracy={t.name: ref[t.name] for t in tasks},
                 checkpoint_dir=os.path.join(out, "prune_checkpoints", subfolder).rstrip(os.sep),
-                seed=self.config.seed, progress=lambda line: self.log(f"  {label}: {line}"))
+                seed=self.config.seed, progress=lambda line: self.log(f"  {label}: {line}"),
+                teacher=None if teacher is None else {t.name: teacher[t.name] for t in tasks})
             if result.reason == "unpruned_outside_budget" and settings.target_flops is None:
                 raise InputError(f"the accuracy budget of {settings.budget} points cannot be met "
                                  f"({label}): {result.message}. Raise --budget, or use "

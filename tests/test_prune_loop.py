@@ -511,3 +511,31 @@ def test_per_task_budget_resumes_after_freezing_with_the_same_result(setup, tmp_
     assert again.plan == full.plan and again.reason == full.reason
     for k in full.weights:
         np.testing.assert_array_equal(again.weights[k], full.weights[k])
+
+
+def test_distilled_targets_mix_labels_and_teacher_outputs():
+    from pam_tf.prune.finetune import distilled_targets
+    from pam_tf.tasks import Task
+
+    binary, multi = Task("b", "binary", 2, ("x", "y")), Task("m", "multiclass", 3, ("p", "q", "r"))
+    ys = {"b": np.array([[1, 0], [0, 1]], np.float32), "m": np.array([2, 0])}
+    teacher = {"b": np.array([[0.8, 0.4], [0.2, 0.6]]), "m": np.array([[0.1, 0.2, 0.7],
+                                                                       [0.5, 0.5, 0.0]])}
+    out = distilled_targets([binary, multi], ys, teacher, 0.5)
+    np.testing.assert_allclose(out["b"], [[0.9, 0.2], [0.1, 0.8]])
+    np.testing.assert_allclose(out["m"], [[0.05, 0.1, 0.85], [0.75, 0.25, 0.0]])
+    with pytest.raises(ValueError, match="teacher outputs of task 'm': expected shape"):
+        distilled_targets([multi], ys, {"m": teacher["m"][:1]}, 0.5)
+
+
+def test_distillation_needs_teacher_outputs_and_changes_the_fine_tuning(setup):
+    with pytest.raises(ValueError, match="distill > 0 needs the teacher outputs"):
+        run(setup, distill=0.5)
+    from pam_tf.prune.finetune import predict
+
+    plan, weights, tasks, train, _, _ = setup
+    teacher = predict(plan, weights, train[0])
+    a = run(setup, distill=0.5, teacher=teacher, max_prune_steps=1)
+    b = run(setup, max_prune_steps=1)
+    assert a.plan.widths() == b.plan.widths()
+    assert any(not np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)

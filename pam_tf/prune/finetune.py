@@ -22,7 +22,7 @@ from pam_tf.plan import Plan
 from pam_tf.tasks import Task
 
 __all__ = ["Data", "select_tasks", "check_data", "batch_indices", "finetune", "evaluate",
-           "joint_loss", "steps_for_epochs"]
+           "joint_loss", "steps_for_epochs", "distilled_targets"]
 
 Data = tuple[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -102,9 +102,11 @@ class Batches(keras.utils.Sequence):
 EAGER_STEPS = 30
 
 
-def joint_loss(model, tasks: Sequence[Task]):
-    """A function (outputs, ys) → Σ_t loss_t, for custom training loops on `model`."""
-    losses = {t.name: t.keras_loss() for t in tasks}
+def joint_loss(model, tasks: Sequence[Task], soft: bool = False):
+    """A function (outputs, ys) → Σ_t loss_t, for custom training loops on `model`; with
+    `soft`, multiclass targets are probability vectors (see :func:`distilled_targets`)."""
+    losses = {t.name: (keras.losses.CategoricalCrossentropy(name=f"{t.name}_loss")
+                       if soft and t.kind != "binary" else t.keras_loss()) for t in tasks}
     names = [n.split("/")[0] for n in model.output_names]
 
     def fn(outputs, ys):
@@ -114,25 +116,49 @@ def joint_loss(model, tasks: Sequence[Task]):
     return fn
 
 
+def distilled_targets(tasks: Sequence[Task], ys: Mapping[str, np.ndarray],
+                      teacher: Mapping[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
+    """Training targets (1 − weight)·labels + weight·teacher outputs, per task (multiclass labels
+    one-hot): the cross-entropy to them is the label loss plus `weight` times the
+    cross-entropy to the teacher (the unpruned single-task net), i.e. distillation."""
+    out = {}
+    for t in tasks:
+        y = np.asarray(ys[t.name])
+        p = np.asarray(teacher[t.name], np.float32)
+        if p.shape != (len(y), t.n_outputs):
+            raise ValueError(f"teacher outputs of task '{t.name}': expected shape "
+                             f"{(len(y), t.n_outputs)}, got {p.shape}")
+        hard = y.astype(np.float32) if t.kind == "binary" else \
+            np.eye(t.n_outputs, dtype=np.float32)[y]
+        out[t.name] = ((1.0 - weight) * hard + weight * p).astype(np.float32)
+    return out
+
+
 def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], data: Data, *,
-             steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0) -> dict[str, np.ndarray]:
+             steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+             teacher: Mapping[str, np.ndarray] | None = None,
+             distill: float = 0.0) -> dict[str, np.ndarray]:
     """Train all weights of the plan's model for `steps` mini-batches on the joint loss (Adam).
 
     A fresh Adam each call: pruning changes the parameter shapes anyway, and it keeps a resumed
     run identical to an uninterrupted one (no optimizer state to checkpoint). A plain
     GradientTape loop (not ``fit``) so the batch order is exactly :func:`batch_indices`' and no
-    input pipeline is involved. Returns new weights; ``steps == 0`` returns `weights` unchanged.
+    input pipeline is involved. With `teacher` (per task, outputs of the unpruned single-task
+    net on `data`) and `distill` > 0 the targets are :func:`distilled_targets`. Returns new
+    weights; ``steps == 0`` returns `weights` unchanged.
     """
     if steps <= 0:
         return dict(weights)
     tasks = select_tasks(plan, tasks)
     x, ys = check_data(data, tasks, "training data")
+    soft = bool(distill) and teacher is not None
+    if soft:
+        ys = distilled_targets(tasks, ys, teacher, float(distill))
     model = build_model(plan, weights, name=MODEL_NAME)
     variables = model.trainable_variables
     opt = keras.optimizers.Adam(learning_rate=lr)
     opt.build(variables)
-    loss_fn = joint_loss(model, tasks)
+    loss_fn = joint_loss(model, tasks, soft)
 
     def train_step(xb, yb):
         with tf.GradientTape() as tape:

@@ -23,6 +23,7 @@ Every attempt is checkpointed and a rerun resumes bit for bit (:mod:`.state`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -62,6 +63,7 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
           importance: Importance | None = None,
           reference_accuracy: Mapping[str, float] | None = None,
           schedule=None, checkpoint_dir: str | None = None, seed: int = 0,
+          teacher: Mapping[str, np.ndarray] | None = None,
           progress: Callable[[str], None] | None = print) -> PruneResult:
     """Prune `plan` with `weights` structurally until the accuracy budget or a FLOPs target.
 
@@ -84,9 +86,13 @@ def prune(plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
     settings = _checked(settings.resolved(merged=merged, n_tasks=len(tasks)))
     reference = _references(settings, tasks, reference_accuracy)
     importance = importance if importance is not None else make_importance(settings.criterion)
+    if settings.distill and teacher is None:
+        raise ValueError("distill > 0 needs the teacher outputs (the unpruned single-task nets "
+                         "on the training data)")
     run = _Run(plan, weights, tasks, train, val, settings, importance, reference,
                schedule if schedule is not None else default_schedule(),
-               checkpoint_dir, seed, progress or (lambda _line: None))
+               checkpoint_dir, seed, progress or (lambda _line: None),
+               teacher if settings.distill else None)
     return run.go(plan, weights)
 
 
@@ -116,6 +122,17 @@ def _references(settings: PruneSettings, tasks: Sequence[Task],
     return reference
 
 
+def _teacher_hash(teacher: Mapping[str, np.ndarray] | None) -> str | None:
+    """Part of the checkpoint fingerprint: other teacher outputs make another run."""
+    if teacher is None:
+        return None
+    h = hashlib.sha256()
+    for k in sorted(teacher):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(teacher[k], np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
 class _Run:
     """One pruning run: what stays fixed (settings, data, criterion, references, checkpoints)
     and the :class:`RunState` it advances, one attempt at a time."""
@@ -123,7 +140,8 @@ class _Run:
     def __init__(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
                  train: Data, val: Data, settings: PruneSettings, importance: Importance,
                  reference: dict[str, float], schedule, checkpoint_dir: str | None, seed: int,
-                 say: Callable[[str], None]):
+                 say: Callable[[str], None], teacher: Mapping[str, np.ndarray] | None = None):
+        self.teacher = teacher
         self.tasks, self.train, self.val, self.settings = tasks, train, val, settings
         self.importance, self.reference, self.seed, self.say = importance, reference, seed, say
         self.table = schedule_table(schedule, settings.max_prune_steps)
@@ -139,7 +157,8 @@ class _Run:
         if checkpoint_dir is not None:
             config = {**settings.to_json(), "criterion": importance.config(),
                       "reference": reference, "schedule": schedule_config(schedule),
-                      "seed": seed, "tasks": [t.name for t in tasks]}
+                      "seed": seed, "tasks": [t.name for t in tasks],
+                      "teacher": _teacher_hash(teacher)}
             self.ckpt = Checkpoints(checkpoint_dir,
                                     fingerprint(config, plan, weights, train, val), seed)
         self.floor = 0
@@ -172,6 +191,7 @@ class _Run:
                   seed: int) -> dict[str, np.ndarray]:
         s = self.settings
         return finetune(plan, weights, self.tasks, self.train, steps=steps,
+                        teacher=self.teacher, distill=self.settings.distill,
                         batch_size=s.batch_size, lr=s.lr, seed=seed)
 
     def _added(self) -> None:
