@@ -111,10 +111,18 @@ class Plan:
         return [i for i, g in enumerate(self.layers[-1]) if task in g.owners]
 
     def needed(self, combination: Iterable[str]) -> list[list[int]]:
-        """Per layer, the indices of the groups executing `combination` computes."""
+        """Per layer, the indices of the groups executing `combination` computes: those on a
+        path to its heads, from the last layer down (the groups its heads read, then what they
+        read). This is every group whose owners meet the combination, except one that only
+        groups of other tasks read (e.g. a {digit, parity} group below a lone {digit} reader):
+        nothing of the combination needs it, and an exported file does not compute it."""
         combo = set(self.normalise_combination(combination))
-        return [[i for i, g in enumerate(groups) if combo & set(g.owners)]
-                for groups in self.layers]
+        last = [i for i, g in enumerate(self.layers[-1]) if combo & set(g.owners)]
+        out = [last]
+        for l in range(len(self.layers) - 1, 0, -1):
+            read = {j for i in out[0] for j in self.readable(l, self.layers[l][i])}
+            out.insert(0, sorted(read))
+        return out
 
     def in_channels(self, layer: int, group: Group) -> int:
         """Input channels of a group (features per position for a dense layer)."""

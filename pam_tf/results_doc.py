@@ -225,30 +225,32 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     return lines
 
 
-def _variant_rows(results: list[dict]) -> dict[tuple[str, str], dict[str, list[dict]]]:
-    """(experiment, criterion) → variant ("" = defaults) → PAM results over seeds."""
+def _variant_rows(results: list[dict], label: str = PRIMARY
+                  ) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """(experiment, criterion) → variant ("" = defaults) → one method's results over seeds."""
     table: dict = defaultdict(lambda: defaultdict(list))
     for r in results:
-        if r["label"] == PRIMARY:
+        if r["label"] == label:
             table[(r["experiment"], r["criterion"])][r.get("variant", "")].append(r)
-    return {k: v for k, v in table.items() if len(v) > 1}
+    return {k: v for k, v in table.items() if len(v) > 1 or label != PRIMARY}
 
 
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
-                     baselines: dict[str, list[dict]]) -> list[str]:
+                     b1_variants: dict[str, list[dict]]) -> list[str]:
     """One row per variant of PAM: its settings that differ from the defaults, FLOPs and the
-    B1/PAM ratio per combination (B1 of the same seeds, default settings), budget kept."""
+    B1/PAM ratio per combination (B1 of the same seeds and variant when the variant ran B1 too
+    (e.g. distillation, applied to every method), else with the default settings)."""
     exp, criterion = key
     default = variants.get("", [])
-    b1 = {r["seed"]: r for r in baselines.get("b1", [])}
     combos = list(next(iter(variants.values()))[0]["combinations"])
     lines = ["", f"## Ablation: {exp} ({criterion})", "",
              "PAM under each variant (`python -m tools.reproduce --variant NAME --set ...`); "
-             "B1/PAM uses B1 of the same seeds with the default settings. Cells: PAM MFLOPs "
-             "(B1/PAM), means over seeds.", "",
+             "B1/PAM uses B1 of the same seeds (and of the same variant where it ran B1 too). "
+             "Cells: PAM MFLOPs (B1/PAM), means over seeds.", "",
              "| variant | settings | seeds | " + " | ".join(combos) + " | within budget |",
              "|---|---|---|" + "---|" * (len(combos) + 1)]
     for name, runs in sorted(variants.items()):
+        b1 = {r["seed"]: r for r in b1_variants.get(name) or b1_variants.get("", [])}
         ref = default[0]["settings"] if default else {}
         diff = ", ".join(f"{k}={v}" for k, v in runs[0]["settings"].items()
                          if k != "seed" and ref.get(k) != v) if name else "defaults"
@@ -280,8 +282,9 @@ def render(results_dir: str, doc: str) -> str:
     groups = _groups(results)
     for key, by_method in sorted(groups.items()):
         lines += experiment_section(key, by_method, plots)
+    b1 = _variant_rows(results, "b1")
     for key, variants in sorted(_variant_rows(results).items()):
-        lines += ablation_section(key, variants, groups.get(key, {}))
+        lines += ablation_section(key, variants, b1.get(key, {}))
     io.write_text(doc, "\n".join(lines) + "\n")
     return doc
 

@@ -95,3 +95,26 @@ def test_inherited_weights_zero_across_networks(pair):
     w = inherit_weights(plan, traced)["conv2__a.b/kernel"]  # (3,3, 2×4, 2×6)
     assert np.all(w[:, :, 4:, :6] == 0) and np.all(w[:, :, :4, 6:] == 0)
     np.testing.assert_array_equal(w[:, :, :4, :6], traced[0].weights[1][0])
+
+
+def test_a_group_only_other_tasks_read_is_not_computed_for_a_combination():
+    from pam_tf.plan import plan_from_owners
+    from tests.export_fixtures import _owners, traced_nets
+
+    traced = traced_nets(3)
+    chain = check_same_chain(traced)
+    owners = []
+    for l, layer in enumerate(chain.hidden):
+        d = layer.width
+        spec = [(0, 0, d // 2, {0, 1, 2})]
+        spec += [(1, 0, 2, {0, 1})] if l == 1 else [(1, 0, 1, {0})] if l > 1 else []
+        owners.append(_owners(d, spec))
+    plan = plan_from_owners(chain, ["a", "b", "c"], [3, 3, 3], ["sigmoid"] * 3, owners)
+    assert [g.owners for g in plan.layers[1]] == [("a", "b", "c"), ("a", "b")]
+    assert [g.owners for g in plan.layers[2]] == [("a", "b", "c"), ("a",)]
+    # conv2's {a, b} group is read only by fc3's {a} group: task b alone does not compute it
+    assert plan.needed(["b"])[1] == [0] and plan.needed(["a"])[1] == [0, 1]
+    weights = inherit_weights(plan, traced)
+    for combo in plan.combinations():
+        counted, _ = keras_model_cost(build_model(plan, weights, combo))
+        assert counted == plan.cost(combo), combo
