@@ -159,6 +159,10 @@ class PruneSettings(_Section):
     per_task_budget: bool = setting(False, "Merged nets: when a task reaches its budget, keep "
                                     "pruning the groups owned only by tasks still inside theirs "
                                     "(instead of stopping the whole network there).")
+    combination_weights: str = setting(
+        "uniform", "FLOPs-aware ranking: how often each task combination runs. uniform (every "
+        "combination once), singles (one task at a time), or e.g. 'a=3,b=1,a+b=1' (combinations "
+        "not named: 0); pruning then minimises the FLOPs users will actually run.")
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
     empty_groups: bool = setting(True, "Let pruning remove a whole group when every reader of "

@@ -115,6 +115,12 @@ class Pipeline:
                              f"suite '{ds.suite}' has images {ds.input_shape}")
         names = [t.name for t in tasks]
         parse_combinations(self.config.export.combinations, names)
+        from pam_tf.prune.selection import usage_of
+
+        try:
+            usage_of(names, self.config.prune.combination_weights, strict=True)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         io.write_json(self.folder.path("inputs.json"), {
             "suite": ds.suite, "data_checksum": ds.checksum, "tasks": names,
             "models": [{"path": p, "sha256": io.sha256_file(p), "task": t}

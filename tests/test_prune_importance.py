@@ -6,7 +6,7 @@ from pam_tf.prune import (ImportanceContext, MagnitudeImportance, TaylorImportan
                           VIBImportance, make_importance, neuron_flops)
 from pam_tf.prune.finetune import evaluate
 from pam_tf.prune.importance import group_layer_names
-from tests.test_prune_surgery import trained_pam
+from tests.test_prune_surgery import make_plan, tiny_pair, trained_pam
 
 # Planted dead neurons: incoming weights 0 and bias −1, so the post-ReLU activation is always 0.
 # One is a conv channel (read through max-pool + flatten by the dense layer), one a dense unit.
@@ -136,3 +136,28 @@ def test_neuron_flops_from_cost_py_equal_the_hand_formula(kind):
     assert set(got) == set(expected)
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_usage_mix_weights_a_group_by_the_combinations_that_run_it():
+    from pam_tf.prune.selection import usage_of
+
+    uniform = usage_of(["a", "b", "c"])
+    assert uniform(("a",)) == 4 and uniform(("a", "b")) == 6 and uniform(("a", "b", "c")) == 7
+    singles = usage_of(["a", "b", "c"], "singles")
+    assert singles(("a",)) == 1 and singles(("a", "b", "c")) == 3
+    mix = usage_of(["a", "b"], "a=3,a+b=1")
+    assert mix(("a",)) == 4 and mix(("b",)) == 1 and mix(("a", "b")) == 4
+    with pytest.raises(ValueError, match=r"'x=1' is not TASKS=WEIGHT .*unknown: \['x'\]"):
+        usage_of(["a", "b"], "x=1", strict=True)
+    assert usage_of(["a"], "a=2,b=5")(("a",)) == 2  # B1's one-task nets ignore other tasks
+
+
+def test_neuron_flops_follow_the_usage_mix():
+    from pam_tf.prune.selection import usage_of
+
+    plan = make_plan("pam", tiny_pair()[1])
+    uniform, singles = neuron_flops(plan), neuron_flops(plan, usage_of(plan.tasks, "singles"))
+    shared = next(k for k in uniform if k.startswith("fc3__") and "." in k)
+    own = next(k for k in uniform if k.startswith("fc3__") and "." not in k)
+    # a shared neuron costs relatively more when users run one task at a time
+    assert singles[shared][0] / singles[own][0] > uniform[shared][0] / uniform[own][0]

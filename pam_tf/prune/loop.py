@@ -37,7 +37,7 @@ from pam_tf.prune.importance import Importance, make_importance
 from pam_tf.prune.schedule import (default_schedule, next_step, prunes_after, schedule_config,
                                    schedule_table)
 from pam_tf.prune.selection import (Keep, Ranker, Selector, all_flops, choose_removal,
-                                    removed_count)
+                                    removed_count, usage_of)
 from pam_tf.prune.state import (CHECKPOINT_FORMAT, FINAL_SEED_OFFSET, RECOVERY_SEED_OFFSET,
                                 RETRY_SEED_OFFSET,
                                 Attempt, Checkpoints, PruneResult, RunState, begin, fingerprint)
@@ -149,7 +149,8 @@ class _Run:
         self.start_method = plan.method
         self.n0, self.f0 = sum(plan.widths()), all_flops(plan)
         self.target_flops = float(settings.target_flops) * self.f0 if self.target_mode else None
-        self.ranker = Ranker(importance, tasks, train, seed, settings.flops_aware)
+        self.ranker = Ranker(importance, tasks, train, seed, settings.flops_aware,
+                             usage_of([t.name for t in tasks], settings.combination_weights))
         self.selector = Selector(ranking=settings.ranking, min_group_width=settings.min_group_width,
                                  empty_groups=settings.empty_groups, round_to=settings.round_to,
                                  flops_aware=settings.flops_aware, target_flops=self.target_flops)

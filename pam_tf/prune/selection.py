@@ -32,45 +32,72 @@ from pam_tf.prune.state import begin
 from pam_tf.prune.surgery import round_keep
 from pam_tf.tasks import Task
 
-__all__ = ["neuron_flops", "choose_removal", "keep_from", "narrowed", "all_flops",
+__all__ = ["neuron_flops", "usage_of", "choose_removal", "keep_from", "narrowed", "all_flops",
            "removed_count", "Ranker", "Selector"]
 
 Keep = dict[str, np.ndarray]  # group layer name -> bool mask of the neurons that stay
 
 
 # ----- costs ------------------------------------------------------------------------------------
-def _combos(n: int, owners: int) -> int:
-    """Task combinations that compute a group owned by `owners` of n tasks."""
-    return 2 ** n - 2 ** (n - owners)
+Usage = Callable[[tuple[str, ...]], float]
 
 
-def _fed_flops(plan: Plan, l: int, g: Group) -> int:
+def usage_of(tasks: Sequence[str], spec: str = "uniform", strict: bool = False) -> Usage:
+    """How often a group owned by a task set runs, under a usage mix of combinations: the summed
+    weight of the combinations that meet its owners. ``uniform``: every combination once (a
+    group owned by k of n tasks runs in 2^n − 2^(n−k)); ``singles``: one task at a time;
+    ``"a=3,b=1,a+b=1"``: those weights, every other combination 0 (with `strict`, a task
+    not in `tasks` is an error; else it is ignored: one task's net of a run, as in B1)."""
+    tasks = tuple(tasks)
+    n = len(tasks)
+    if spec == "uniform":
+        return lambda owners: float(2 ** n - 2 ** (n - len(owners)))
+    if spec == "singles":
+        return lambda owners: float(len(owners))
+    weights: dict[frozenset, float] = {}
+    for item in spec.split(","):
+        combo, sep, value = item.strip().partition("=")
+        names = frozenset(t for t in combo.split("+") if t)
+        bad = sorted(names - set(tasks)) if strict else []
+        if not sep or not names or bad:
+            raise ValueError(f"--combination_weights: {item.strip()!r} is not TASKS=WEIGHT with "
+                             f"tasks of {', '.join(tasks)}" + (f" (unknown: {bad})" if bad else ""))
+        try:
+            weights[names] = float(value)
+        except ValueError:
+            raise ValueError(f"--combination_weights: weight {value!r} of {combo!r} is not a "
+                             "number") from None
+    return lambda owners: sum(w for c, w in weights.items() if c & set(owners))
+
+
+def _fed_flops(plan: Plan, l: int, g: Group, usage: Usage) -> float:
     """FLOPs of the input column one neuron of group g (layer l) feeds in every reader (group of
-    layer l+1 or head), × the combinations computing that reader."""
-    n, hidden = len(plan.tasks), plan.chain.hidden
+    layer l+1 or head), × how often that reader runs."""
+    hidden = plan.chain.hidden
     if l + 1 < len(hidden):
         nxt, gi = hidden[l + 1], plan.layers[l].index(g)
         return sum(input_channel_cost(nxt.fan_in, plan.in_channels(l + 1, r), nxt.out_positions,
-                                      r.width).flops * _combos(n, len(r.owners))
+                                      r.width).flops * usage(r.owners)
                    for r in plan.layers[l + 1] if gi in plan.readable(l + 1, r))
     head = plan.chain.head
     return sum(input_channel_cost(head.fan_in, sum(plan.layers[l][i].width
                                                    for i in plan.head_inputs(h.task)),
-                                  head.out_positions, h.units).flops * _combos(n, 1)
+                                  head.out_positions, h.units).flops * usage((h.task,))
                for h in plan.heads if h.task in g.owners)
 
 
-def neuron_flops(plan: Plan) -> dict[str, np.ndarray]:
-    """Per hidden neuron, the FLOPs it costs summed over all task combinations (module doc): its
+def neuron_flops(plan: Plan, usage: Usage | None = None) -> dict[str, np.ndarray]:
+    """Per hidden neuron, the FLOPs it costs summed over the task combinations (module doc): its
     own row in its group (the group's cost at width 1) plus its columns in its readers
-    (:func:`pam_tf.cost.input_channel_cost`), each × the combinations computing it."""
-    n = len(plan.tasks)
+    (:func:`pam_tf.cost.input_channel_cost`), each × how often it runs (`usage`, default
+    :func:`usage_of` uniform: once per combination)."""
+    usage = usage or usage_of(plan.tasks)
     out = {}
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
         for g in groups:
-            own = layer.cost(plan.in_channels(l, g), 1).flops * _combos(n, len(g.owners))
+            own = layer.cost(plan.in_channels(l, g), 1).flops * usage(g.owners)
             out[group_layer_name(layer, g)] = np.full(
-                g.width, float(max(own + _fed_flops(plan, l, g), 1)))
+                g.width, float(max(own + _fed_flops(plan, l, g, usage), 1)))
     return out
 
 
@@ -230,9 +257,9 @@ class Ranker:
     identically, because it runs under ``set_seed(seed + step)``."""
 
     def __init__(self, importance: Importance, tasks: Sequence[Task], train: Data, seed: int,
-                 flops_aware: bool):
+                 flops_aware: bool, usage: Usage | None = None):
         self.importance, self.tasks, self.train = importance, tasks, train
-        self.seed, self.flops_aware = seed, flops_aware
+        self.seed, self.flops_aware, self.usage = seed, flops_aware, usage
         self._cached: dict[int, dict[str, np.ndarray]] = {}
 
     def forget(self) -> None:
@@ -252,7 +279,7 @@ class Ranker:
         names = set(group_layer_names(plan))
         rank = {k: np.asarray(v, np.float64) for k, v in scores.items() if k in names}
         if self.flops_aware:
-            cost = neuron_flops(plan)
+            cost = neuron_flops(plan, self.usage)
             rank = {k: v / cost[k] for k, v in self.importance.to_positive(rank).items()}
         self._cached = {step: rank}
         return rank
