@@ -235,6 +235,14 @@ def _variant_rows(results: list[dict], label: str = PRIMARY
     return {k: v for k, v in table.items() if len(v) > 1 or label != PRIMARY}
 
 
+def _config_defaults() -> dict:
+    """Every main-job setting at its default (a results file written before a setting existed
+    ran with its default)."""
+    from pam_tf.config import RunConfig
+
+    return RunConfig.from_flat((), "").flat()
+
+
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
                      b1_variants: dict[str, list[dict]]) -> list[str]:
     """One row per variant of PAM: its settings that differ from the defaults, FLOPs and the
@@ -251,7 +259,7 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
              "|---|---|---|" + "---|" * (len(combos) + 1)]
     for name, runs in sorted(variants.items()):
         b1 = {r["seed"]: r for r in b1_variants.get(name) or b1_variants.get("", [])}
-        ref = default[0]["settings"] if default else {}
+        ref = {**_config_defaults(), **(default[0]["settings"] if default else {})}
         diff = ", ".join(f"{k}={v}" for k, v in runs[0]["settings"].items()
                          if k != "seed" and ref.get(k) != v) if name else "defaults"
         cells = []
