@@ -159,6 +159,9 @@ class PruneSettings(_Section):
     per_task_budget: bool = setting(False, "Merged nets: when a task reaches its budget, keep "
                                     "pruning the groups owned only by tasks still inside theirs "
                                     "(instead of stopping the whole network there).")
+    prune_only_shared: bool = setting(False, "Merged nets: prune only groups shared by several "
+                                      "tasks and keep the exclusive ones (what the paper's "
+                                      "official code does, method.md §7).")
     combination_weights: str = setting(
         "uniform", "FLOPs-aware ranking: how often each task combination runs. uniform (every "
         "combination once), singles (one task at a time), or e.g. 'a=3,b=1,a+b=1' (combinations "

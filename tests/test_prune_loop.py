@@ -539,3 +539,11 @@ def test_distillation_needs_teacher_outputs_and_changes_the_fine_tuning(setup):
     b = run(setup, max_prune_steps=1)
     assert a.plan.widths() == b.plan.widths()
     assert any(not np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+
+
+def test_prune_only_shared_keeps_every_exclusive_group(setup):
+    res = run(setup, prune_only_shared=True, empty_groups=True, max_prune_steps=3)
+    start = {(l, g.owners): g.width for l, groups in enumerate(setup[0].layers) for g in groups}
+    after = {(l, g.owners): g.width for l, groups in enumerate(res.plan.layers) for g in groups}
+    assert all(after[k] == w for k, w in start.items() if len(k[1]) == 1)
+    assert sum(res.plan.widths()) < sum(setup[0].widths())

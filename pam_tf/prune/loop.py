@@ -153,7 +153,8 @@ class _Run:
                              usage_of([t.name for t in tasks], settings.combination_weights))
         self.selector = Selector(ranking=settings.ranking, min_group_width=settings.min_group_width,
                                  empty_groups=settings.empty_groups, round_to=settings.round_to,
-                                 flops_aware=settings.flops_aware, target_flops=self.target_flops)
+                                 flops_aware=settings.flops_aware, target_flops=self.target_flops,
+                                 shared_only=settings.prune_only_shared and len(tasks) > 1)
         self.checkpoint_dir, self.ckpt = checkpoint_dir, None
         if checkpoint_dir is not None:
             config = {**settings.to_json(), "criterion": importance.config(),

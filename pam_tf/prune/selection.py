@@ -111,7 +111,7 @@ class _Room:
     """How many neurons each group may still lose, and which groups a removal has emptied."""
 
     def __init__(self, plan: Plan, min_group_width: int, empty_groups: bool,
-                 frozen: frozenset[str] = frozenset()):
+                 frozen: frozenset[str] = frozenset(), shared_only: bool = False):
         self.plan, self.min_group_width, self.empty_groups = plan, min_group_width, empty_groups
         self.room: dict[str, int] = {}
         self.where: dict[str, tuple[int, int]] = {}
@@ -121,7 +121,7 @@ class _Room:
                 name = group_layer_name(layer, g)
                 self.room[name] = max(0, g.width - min_group_width)
                 self.where[name] = (l, gi)
-                if frozen & set(g.owners):
+                if frozen & set(g.owners) or (shared_only and len(g.owners) == 1):
                     self.room[name] = 0
                     self.fixed.add(name)
         self.emptied: set[tuple[int, int]] = set()
@@ -177,7 +177,8 @@ def _layer_quotas(widths: Sequence[int], n_remove: int) -> list[int]:
 def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, *,
                    ranking: str = "global", min_group_width: int = 1,
                    empty_groups: bool = False,
-                   frozen: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
+                   frozen: frozenset[str] = frozenset(),
+                   shared_only: bool = False) -> list[tuple[str, int]]:
     """The (group layer name, neuron index) pairs to remove, lowest score first.
 
     ``"global"`` ranks all hidden neurons together; ``"per_layer"`` removes from each layer a
@@ -188,7 +189,7 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
     would otherwise cost as much as the whole of a pruned single-task conv1). Ties break by
     layer, group and neuron order, so the choice is deterministic; every prefix of the returned
     list leaves a valid plan. Groups owned by a task in `frozen` (its budget has bound) lose
-    nothing.
+    nothing, nor, with `shared_only` (the paper's official procedure), exclusive groups.
     """
     entries = []  # (score, layer, group, neuron, name)
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
@@ -197,7 +198,7 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
             s = np.asarray(scores[name], np.float64)
             entries.extend((float(s[j]), l, gi, j, name) for j in range(g.width))
     entries.sort(key=lambda e: e[:4])
-    room = _Room(plan, min_group_width, empty_groups, frozenset(frozen))
+    room = _Room(plan, min_group_width, empty_groups, frozenset(frozen), shared_only)
     n_remove = max(0, int(n_remove))
     if ranking == "global":
         picked = room.take(entries, n_remove)
@@ -312,8 +313,9 @@ class Selector:
     """Turns a ranking into keep masks under the settings that shape a removal."""
 
     def __init__(self, *, ranking: str, min_group_width: int, empty_groups: bool, round_to: int,
-                 flops_aware: bool, target_flops: float | None):
-        self.ranking, self.min_group_width = ranking, min_group_width
+                 flops_aware: bool, target_flops: float | None, shared_only: bool = False):
+        self.ranking, self.min_group_width, self.shared_only = ranking, min_group_width, \
+            shared_only
         self.empty_groups, self.round_to = empty_groups, round_to
         self.flops_aware, self.target_flops = flops_aware, target_flops
         self.frozen: frozenset[str] = frozenset()  # tasks whose groups may no longer shrink
@@ -323,7 +325,8 @@ class Selector:
         """Up to `n_remove` lowest-ranked neurons (:func:`choose_removal`)."""
         return choose_removal(plan, rank, n_remove, ranking=self.ranking,
                               min_group_width=self.min_group_width,
-                              empty_groups=self.empty_groups, frozen=self.frozen)
+                              empty_groups=self.empty_groups, frozen=self.frozen,
+                              shared_only=self.shared_only)
 
     def keep_without(self, plan: Plan, rank: Mapping[str, np.ndarray],
                      removal: Sequence[tuple[str, int]]) -> Keep:
