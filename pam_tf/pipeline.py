@@ -155,12 +155,14 @@ class Pipeline:
         table.save(self.folder.out)
         return {}
 
-    def reference_accuracy(self) -> dict[str, float]:
-        """Validation accuracy of each unpruned single-task net: what the budget is relative to."""
-        path = self.folder.path("reference_accuracy.json")
+    def reference_accuracy(self, split: str = "val") -> dict[str, float]:
+        """Accuracy of each unpruned single-task net on the validation half (what the budget is
+        relative to) or, for reports, on the test half (``split="test"``)."""
+        name = "reference_accuracy.json" if split == "val" else f"reference_accuracy_{split}.json"
+        path = self.folder.path(name)
         if os.path.exists(path):
             return io.read_json(path, InputError, "reference accuracy")
-        x, ys = self.splits.val
+        x, ys = getattr(self.splits, split)
         ref = {task.name: float(task.accuracy(ys[task.name],
                                               model.predict(x, verbose=0, batch_size=512)))
                for model, task in zip(self.models, self.tasks)}
