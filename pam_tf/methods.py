@@ -3,14 +3,18 @@
 The pipeline, the report and the experiments loop only iterate over :data:`METHODS`; no module
 tests a method's name. A method is:
 
-- ``produce(inputs)``: the plan of the merged network before pruning (its weights are inherited
-  from the single-task nets by :func:`pam_tf.build.inherit_weights`, the same for every method);
+- ``produce(inputs)``: the plan of the merged network before pruning; ``start(inputs)`` adds its
+  weights (by default inherited from the single-task nets by
+  :func:`pam_tf.build.inherit_weights`; a method that computes its own weights, like MTZ, or
+  that starts from another method's pruned network, overrides ``start``);
 - ``prune(plan, weights, prune_one)``: how that network is pruned: jointly (one loop over the
   merged net, the default), or task by task (B1: each network alone, then side by side);
 - three facts the stages need: whether it needs the information table (``uses_information``),
   whether its starting network is a merge that must first recover by fine-tuning (``merged``:
   inherited block-diagonal weights are not function-preserving, method.md §6), and whether its
-  combinations run separate single-task files (``separate_files``).
+  combinations run separate single-task files (``separate_files``); and, optionally, what more
+  it needs: the single-task models and the training half (``uses_data``), or the pruned network
+  of another method of the same run (``starts_from``: that method runs first).
 
 Registering another method (e.g. MTZ, B2) is one subclass and one entry in :data:`METHODS`.
 """
@@ -21,7 +25,8 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from pam_tf.build import weight_shapes
+from pam_tf.artifacts import Network
+from pam_tf.build import inherit_weights, weight_shapes
 from pam_tf.chain import TracedModel, check_same_chain
 from pam_tf.config import MergeConfig
 from pam_tf.plan import Plan, combine_single_task_plans, no_merge_plan, shared_plan, split_by_task
@@ -37,6 +42,10 @@ class MergeInputs:
     information: object | None = None  # pam_tf.merge.InformationTable when uses_information
     merge: MergeConfig = field(default_factory=MergeConfig)
     progress: Callable[[str], None] = print
+    models: Sequence | None = None      # the tf_keras single-task models, when uses_data
+    train: tuple | None = None          # (x, {task: y}) of the training half, when uses_data
+    parent: Network | None = None       # the pruned network of `starts_from`, when set
+    seed: int = 0
 
     def plan_args(self) -> tuple:
         """(chain, task names, head units, head activations): what every producer needs."""
@@ -71,9 +80,16 @@ class Method:
     uses_information: bool = False
     merged: bool = True
     separate_files: bool = False
+    uses_data: bool = False
+    starts_from: str | None = None
 
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
+
+    def start(self, inputs: MergeInputs) -> Network:
+        """The network pruning starts from: the plan of :meth:`produce` with inherited weights."""
+        plan = self.produce(inputs)
+        return Network(plan, inherit_weights(plan, inputs.traced))
 
     def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               prune_one: PruneOne) -> PrunedNet:

@@ -184,28 +184,42 @@ class Pipeline:
         return out
 
     # ----- per-method stages ----------------------------------------------------------------------
-    def stage_regroup(self, method: Method) -> dict:
-        information = None
+    def merge_inputs(self, method: Method) -> MergeInputs:
+        """What `method` may use to produce its start: only what it declares it needs."""
+        information = parent = models = train = None
         if method.uses_information:
             from pam_tf.merge import InformationTable
 
             information = InformationTable.load(self.folder.out)
-        plan = method.produce(MergeInputs(self.traced, self.tasks, information,
-                                          self.config.merge, self.log))
+        if method.uses_data:
+            models, train = self.models, self.splits.train
+        if method.starts_from is not None:
+            parent = Network.load(self.method_dir(self.parent_of(method)), "plan.json",
+                                  "weights.npz")
+        return MergeInputs(self.traced, self.tasks, information, self.config.merge, self.log,
+                           models=models, train=train, parent=parent, seed=self.config.seed)
+
+    def parent_of(self, method: Method) -> Method:
+        """The method of this run whose pruned network `method` starts from."""
+        for m in self.methods:
+            if m.name == method.starts_from and m is not method:
+                return m
+        raise InputError(f"method {method.title} starts from {method.starts_from!r}, which "
+                         "this run does not prune")
+
+    def stage_regroup(self, method: Method) -> dict:
+        start = method.start(self.merge_inputs(method))
         out = self.method_dir(method)
         os.makedirs(out, exist_ok=True)
-        plan.save(os.path.join(out, "plan_merged.json"))
-        return {"widths": plan.widths()}
+        start.save(out, "plan_merged.json", "weights_merged.npz")
+        return {"widths": start.plan.widths()}
 
     def stage_build(self, method: Method) -> dict:
-        from pam_tf.build import build_model, inherit_weights
-        from pam_tf.plan import Plan
+        from pam_tf.build import build_model
 
-        out = self.method_dir(method)
-        plan = Plan.load(os.path.join(out, "plan_merged.json"))
-        weights = inherit_weights(plan, self.traced)
-        build_model(plan, weights).predict(self.splits.val[0][:8], verbose=0)  # it builds, runs
-        io.save_npz(os.path.join(out, "weights_merged.npz"), weights)
+        start = Network.load(self.method_dir(method), "plan_merged.json", "weights_merged.npz")
+        build_model(start.plan, start.weights).predict(self.splits.val[0][:8], verbose=0)
+        plan = start.plan
         self.log("  FLOPs before pruning: " + ", ".join(
             f"{'+'.join(c)}: {plan.cost(c).flops / 1e6:.3f} M" for c in plan.combinations()))
         return {}
@@ -317,9 +331,14 @@ class Pipeline:
     def _run_method(self, method: Method, info_key: str | None) -> tuple[str, str]:
         """A method's stages; returns the keys of its export and benchmark stages."""
         c, lab = self.config, method.label
+        extra = []  # only for methods that read more, so older run folders keep their keys
+        if method.starts_from is not None:
+            extra.append(self.keys[f"{self.parent_of(method).label}/prune"])
+        if method.uses_data:
+            extra += [c.data, self.keys["validate"]]
         regroup = self._run(f"{lab}/regroup", lambda: self.stage_regroup(method),
                             self.keys["trace"], info_key if method.uses_information else None,
-                            c.merge if method.uses_information else None)
+                            c.merge if method.uses_information else None, *extra)
         build = self._run(f"{lab}/build", lambda: self.stage_build(method), regroup)
         prune = self._run(f"{lab}/prune", lambda: self.stage_prune(method), build, c.prune,
                           c.data, self.keys["validate"])
