@@ -244,6 +244,9 @@ class RunConfig:
                             "skip them).")
     seed: int = setting(0, "Seed for every random choice (info batch, fine-tuning order).",
                         lower=0)
+    specialise: bool = setting(False, "Also report PAM-S: each task's sub-network of the pruned "
+                               "PAM net cut out and pruned further for that task alone (one "
+                               "more file per task beside the shared one; needs --method=pam).")
     data: DataConfig = field(default_factory=DataConfig)
     info: InfoConfig = field(default_factory=InfoConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
@@ -257,7 +260,7 @@ class RunConfig:
     @staticmethod
     def from_flat(models, suite: str, **flat) -> "RunConfig":
         """A RunConfig from flag-style keyword arguments (``budget=0.5, layout="split"``)."""
-        top = {k: flat.pop(k) for k in ("method", "compare", "seed") if k in flat}
+        top = {k: flat.pop(k) for k in ("method", "compare", "seed", "specialise") if k in flat}
         sections = {}
         for name, cls in SECTIONS.items():
             names = {f.name for f in dataclasses.fields(cls)}
@@ -272,7 +275,7 @@ class RunConfig:
     def flat(self) -> dict:
         """Every setting by its flag name (models and suite included)."""
         out = {"models": list(self.models), "suite": self.suite, "method": self.method,
-               "compare": self.compare, "seed": self.seed}
+               "compare": self.compare, "seed": self.seed, "specialise": self.specialise}
         for name in SECTIONS:
             out.update(getattr(self, name).to_json())
         return out

@@ -24,6 +24,10 @@ from pam_tf.inputs import EXAMPLES_DIR, versions
 
 RESULT_FORMAT = 1
 
+#: Settings every cell runs with unless its experiment or --set says otherwise: PAM-S beside PAM
+#: (it resumes from PAM's pruned net, so it costs one single-task pruning per task).
+CELL_DEFAULTS: dict = {"specialise": True}
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -167,7 +171,7 @@ def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: 
     from pam_tf.pipeline import Pipeline
 
     paths = model_files(exp, seed, cache, log)
-    flat = {**exp.settings, **settings, "criterion": criterion, "seed": seed}
+    flat = {**CELL_DEFAULTS, **exp.settings, **settings, "criterion": criterion, "seed": seed}
     config = RunConfig.from_flat(paths, exp.suite, **flat)
     out = cell_folder(runs, exp.name, criterion, seed, variant)
     pipeline = Pipeline(config, out, lambda line: log(f"    {line}"))

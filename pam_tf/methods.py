@@ -124,18 +124,47 @@ class NoMerge(Method):
     def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               prune_one: PruneOne) -> PrunedNet:
         """Split into one-task plans, prune each to its own budget, put them side by side."""
-        by_name = {t.name: t for t in tasks}
-        plans, pruned, history, summaries = [], {}, {}, []
-        for single in split_by_task(plan):
-            task = by_name[single.tasks[0]]
-            own = {k: weights[k] for k in weight_shapes(single)}
-            res = prune_one(single, own, [task], task.name, f"{self.label.upper()}/{task.name}")
-            plans.append(res.plan)
-            pruned.update(res.weights)
-            history[task.name] = res.history
-            summaries.append(f"{task.name}: {res.message}")
-        return PrunedNet(combine_single_task_plans(plans), pruned, {
-            "reason": "per-task", "message": "; ".join(summaries), "history": history})
+        singles = {p.tasks[0]: p for p in split_by_task(plan)}
+
+        def network_of(task: Task) -> Network:
+            single = singles[task.name]
+            return Network(single, {k: weights[k] for k in weight_shapes(single)})
+        return _prune_each_task(self, tasks, prune_one, network_of)
+
+
+@dataclass(frozen=True)
+class Specialised(Method):
+    """PAM-S: each task's sub-network of the pruned merged net, cut out and pruned further for
+    that task alone (:mod:`pam_tf.specialise`). Its combinations run one file per task; it is
+    reported beside PAM, never as PAM, because it gives up the one shared multi-task file."""
+
+    def start(self, inputs: MergeInputs) -> Network:
+        if inputs.parent is None:
+            raise ValueError(f"{self.title} starts from the pruned '{self.starts_from}' network")
+        return inputs.parent
+
+    def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+              prune_one: PruneOne) -> PrunedNet:
+        from pam_tf.specialise import cut_task
+
+        return _prune_each_task(self, tasks, prune_one,
+                                lambda task: cut_task(Network(plan, dict(weights)), task.name))
+
+
+def _prune_each_task(method: Method, tasks: Sequence[Task], prune_one: PruneOne,
+                     network_of: Callable[[Task], Network]) -> PrunedNet:
+    """Prune one one-task network per task to its own budget; put them side by side."""
+    plans, pruned, history, summaries = [], {}, {}, []
+    for task in tasks:
+        own = network_of(task)
+        res = prune_one(own.plan, own.weights, [task], task.name,
+                        f"{method.label.upper()}/{task.name}")
+        plans.append(res.plan)
+        pruned.update(res.weights)
+        history[task.name] = res.history
+        summaries.append(f"{task.name}: {res.message}")
+    return PrunedNet(combine_single_task_plans(plans, method=method.name), pruned, {
+        "reason": "per-task", "message": "; ".join(summaries), "history": history})
 
 
 @dataclass(frozen=True)
@@ -152,6 +181,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     FullyShared("shared", "shared", "fully shared"),
 )}
 
+#: PAM-S, which ``--specialise`` adds after the primary PAM run (it starts from PAM's result).
+SPECIALISED = Specialised("pam_spec", "pam_spec", "PAM-S (PAM, then each task's sub-network "
+                          "pruned alone)", merged=False, separate_files=True, starts_from="pam")
+
 #: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
 BASELINES: tuple[str, ...] = ("none",)
 
@@ -164,9 +197,15 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown merge method {name!r}; one of {', '.join(METHODS)}") from None
 
 
-def methods_of_run(primary: str, compare: bool) -> list[Method]:
-    """The primary method first, then the baselines --compare adds."""
+def methods_of_run(primary: str, compare: bool, specialise: bool = False) -> list[Method]:
+    """The primary method first, then the baselines --compare adds, then PAM-S (--specialise)."""
     out = [get_method(primary)]
     if compare:
         out += [METHODS[b] for b in BASELINES if b != primary]
+    if specialise:
+        if primary != SPECIALISED.starts_from:
+            raise ValueError(f"--specialise cuts the sub-networks out of a pruned "
+                             f"'{SPECIALISED.starts_from}' network: use it with "
+                             f"--method={SPECIALISED.starts_from}, not --method={primary}")
+        out.append(SPECIALISED)
     return out

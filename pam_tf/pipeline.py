@@ -39,7 +39,10 @@ class Pipeline:
         self.config = config
         self.folder = RunFolder(out, config, log)
         self.log = log
-        self.methods = methods_of_run(config.method, config.compare)
+        try:
+            self.methods = methods_of_run(config.method, config.compare, config.specialise)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         self.keys: dict[str, str] = {}
         self._dataset = self._models = self._tasks = self._traced = self._splits = None
 

@@ -375,7 +375,7 @@ __all__ = ["Plan", "Group", "Head", "PlanError", "TraceError", "PLAN_VERSION", "
            "combine_single_task_plans"]
 
 
-def combine_single_task_plans(plans: Sequence[Plan]) -> Plan:
+def combine_single_task_plans(plans: Sequence[Plan], method: str = "none") -> Plan:
     """B1 after pruning: n one-task plans (each pruned alone) side by side as one no-merge plan.
 
     Plan i's neurons come from model 0 of its own plan; here they come from model i. Weight
@@ -400,7 +400,7 @@ def combine_single_task_plans(plans: Sequence[Plan]) -> Plan:
             for i, p in enumerate(plans) for g in p.layers[l]]))
     heads = tuple(Head(p.heads[0].task, p.heads[0].units, p.heads[0].activation, i)
                   for i, p in enumerate(plans))
-    return Plan("none", tuple(tasks), chain, tuple(layers), heads,
+    return Plan(method, tuple(tasks), chain, tuple(layers), heads,
                 meta={"combined_from": [p.meta for p in plans]})
 
 

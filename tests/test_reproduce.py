@@ -28,7 +28,7 @@ def test_each_cell_writes_one_result_per_method(grid):
     folders, written = grid
     names = sorted(os.path.basename(p) for paths in written for p in paths)
     assert names == sorted(cell_name("synthetic", m, "magnitude", s)
-                           for m in ("pam", "b1") for s in (0, 1))
+                           for m in ("pam", "b1", "pam_spec") for s in (0, 1))
     r = json.load(open(os.path.join(folders["results"],
                                     cell_name("synthetic", "pam", "magnitude", 1))))
     assert r["seed"] == 1 and r["method"] == "pam" and r["tasks"] == ["t0", "t1"]
@@ -92,7 +92,7 @@ def test_a_variant_gets_its_own_files_and_an_ablation_row(grid, tmp_path):
                        settings={"criterion": "magnitude", "per_task_budget": True,
                                  "compare": False})
     assert [os.path.basename(p) for p in written] == [
-        cell_name("synthetic", "pam", "magnitude", 0, "ptb")]
+        cell_name("synthetic", m, "magnitude", 0, "ptb") for m in ("pam", "pam_spec")]
     doc = render(folders["results"], str(tmp_path / "results.md"))
     text = open(doc).read()
     assert "## Ablation: synthetic (magnitude)" in text

@@ -17,7 +17,7 @@ import time
 
 from absl import app, flags, logging
 
-from pam_tf.experiments import (EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
+from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
                                 summarize_cell)
 from tools._paths import user_path
 
@@ -98,8 +98,8 @@ def run_grid() -> int:
     if settings and not FLAGS.variant:
         raise ValueError("--set needs --variant NAME, so that its results do not pass for the "
                          "defaults")
-    probe = RunConfig.from_flat((), "fashion2", **settings)  # validates the settings up front
-    labels = [m.label for m in methods_of_run(probe.method, probe.compare)]
+    probe = RunConfig.from_flat((), "fashion2", **{**CELL_DEFAULTS, **settings})  # validates
+    labels = [m.label for m in methods_of_run(probe.method, probe.compare, probe.specialise)]
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
     if FLAGS.resummarize:
