@@ -168,6 +168,11 @@ class PruneSettings(_Section):
         "not named: 0); pruning then minimises the FLOPs users will actually run.")
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
+    protect_failed: int = setting(0, "When even the smallest retry of a step leaves the budget, "
+                                  "keep the neurons it removed for good and prune on among the "
+                                  "others (e.g. cheap dense neurons after an expensive conv "
+                                  "channel failed), up to this many times (0: stop there).",
+                                  lower=0)
     empty_groups: bool = setting(True, "Let pruning remove a whole group when every reader of "
                                  "it reads another group too (else each group keeps >= 1 "
                                  "neuron).")

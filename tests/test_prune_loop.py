@@ -40,7 +40,8 @@ def run(setup, **kwargs):
     args = dict(reference_accuracy={t: 0.0 for t in ref}, budget=1.0,
                 schedule=schedule3(), **LOOP_DEFAULTS, **FAST)
     args.update(kwargs)
-    importance = None if "criterion" in kwargs else TaylorImportance(n_batches=2, batch_size=32)
+    importance = args.pop("importance", None) or (
+        None if "criterion" in kwargs else TaylorImportance(n_batches=2, batch_size=32))
     settings = PruneSettings(**{k: args.pop(k) for k in list(args) if k in SETTINGS})
     return prune(plan, weights, tasks, train, val, settings, importance=importance, **args)
 
@@ -547,3 +548,80 @@ def test_prune_only_shared_keeps_every_exclusive_group(setup):
     after = {(l, g.owners): g.width for l, groups in enumerate(res.plan.layers) for g in groups}
     assert all(after[k] == w for k, w in start.items() if len(k[1]) == 1)
     assert sum(res.plan.widths()) < sum(setup[0].widths())
+
+
+PRECIOUS_LAYER = 2  # fc3: a wide group, so the neuron can go (unlike a width-1 conv group)
+
+
+def precious(plan):
+    """(layer, model, neuron) of the 'precious' neuron: fc3's first neuron of the start."""
+    return (PRECIOUS_LAYER, *plan.layers[PRECIOUS_LAYER][0].sources[0])
+
+
+class PreciousFirst:
+    """A criterion that ranks one 'precious' neuron lowest, so every removal takes it first;
+    the others rank by layer and position (deterministic)."""
+
+    name = "precious_first"
+
+    def __init__(self, neuron):
+        self.neuron = neuron
+
+    def config(self):
+        return {"name": self.name, "neuron": list(self.neuron)}
+
+    def __call__(self, ctx):
+        scores = {}
+        for l, (layer, groups) in enumerate(zip(ctx.plan.chain.hidden, ctx.plan.layers)):
+            for g in groups:
+                scores[f"{layer.name}__{g.key}"] = np.array(
+                    [-1.0 if (l, *src) == self.neuron else 1.0 + l + 0.01 * j
+                     for j, src in enumerate(g.sources)])
+        return scores
+
+
+def precious_evaluate_for(neuron):
+    def evaluate(plan, weights, tasks, data, batch_size=512):
+        """Inside the budget while the precious neuron stays and >= MIN_NEURONS are left."""
+        l, *src = neuron
+        has = any(s == tuple(src) for g in plan.layers[l] for s in g.sources)
+        acc = 1.0 if has and sum(plan.widths()) >= MIN_NEURONS else 0.5
+        return {t: acc for t in plan.tasks}
+    return evaluate
+
+
+def run_precious(setup, **kwargs):
+    ref = {t: 1.0 for t in setup[0].tasks}
+    return run(setup, reference_accuracy=ref, importance=PreciousFirst(precious(setup[0])),
+               **{**BACKTRACK, "max_prune_steps": 12, "past_schedule": True, **kwargs})
+
+
+def test_protect_failed_keeps_a_neuron_whose_removal_fails_and_prunes_the_others(setup,
+                                                                              monkeypatch):
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", precious_evaluate_for(precious(setup[0])))
+    plain = run_precious(setup, backtracks=2)
+    assert plain.reason == "budget" and plain.step == 0  # every attempt took the precious one
+    lines = []
+    res = run_precious(setup, backtracks=2, protect_failed=1, progress=lines.append)
+    kept = [l for l in lines if "pruning on among the other neurons" in l]
+    assert len(kept) == 1 and "(protection 1/1" in kept[0] and "of fc3" in kept[0]
+    l, *src = precious(setup[0])
+    assert any(s == tuple(src) for g in res.plan.layers[l] for s in g.sources)
+    assert MIN_NEURONS <= sum(res.plan.widths()) < sum(setup[0].widths())
+
+
+def test_protect_failed_resumes_after_protecting_with_the_same_result(setup, monkeypatch,
+                                                                     tmp_path):
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", precious_evaluate_for(precious(setup[0])))
+    full = run_precious(setup, backtracks=2, protect_failed=1)
+
+    def stop_at_protection(line):
+        if "pruning on among the other neurons" in line:
+            raise Interrupt(line)
+    with pytest.raises(Interrupt):
+        run_precious(setup, backtracks=2, protect_failed=1, checkpoint_dir=str(tmp_path),
+                     progress=stop_at_protection)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["protections"] == 1 and list(precious(setup[0])) in saved["protected"]
+    again = run_precious(setup, backtracks=2, protect_failed=1, checkpoint_dir=str(tmp_path))
+    same_result(again, full)

@@ -240,6 +240,7 @@ class _Run:
         if resumed is not None:
             st = resumed.state
             self.selector.frozen = frozenset(st.frozen)
+            self.selector.protected = frozenset(st.protected)
             retry = st.history[-1].retry
             self.say(f"resuming from {self.checkpoint_dir}: step {st.step}"
                      + (f" retry {retry}" if retry else "")
@@ -333,7 +334,7 @@ class _Run:
             st.plan, st.weights = p, w
             self._attempt(last.step, last.retry + 1, keep, last.schedule_sparsity)
             return None
-        if self._freeze(last):
+        if self._freeze(last) or self._protect(last):
             return None
         msg = budget_message(st.history, refs, budget=budget, backtracks=backtracks,
                              ok_step=st.ok_step, ok_retry=st.ok_retry)
@@ -371,6 +372,32 @@ class _Run:
                  f"(from step {st.ok_step})")
         return True
 
+    def _protect(self, last: Attempt) -> bool:
+        """protect_failed: even the smallest removal of `last`'s step left the budget. Keep the
+        neurons it removed for good and go on from the last state inside the budget, pruning
+        among the others: the ranking's cheapest failure (often one expensive conv channel)
+        says nothing about the many cheaper neurons left. False (stop) when the protections
+        are used up or the failed attempt removed nothing that can be named."""
+        st = self.state
+        if st.protections >= self.settings.protect_failed:
+            return False
+        p, w = st.ok
+        removed = _removed_sources(p, st.plan)
+        if not removed:
+            return False
+        st.protected = st.protected + tuple(sorted(removed))
+        st.protections += 1
+        st.frozen_at = (last.step, last.retry)
+        st.plan, st.weights = p, w
+        self.selector.protected = frozenset(st.protected)
+        if self.ckpt is not None:
+            self.ckpt.save_state(st)
+        self.say(f"step {last.step:3d}: removing {_neuron_names(p, removed)} left the budget "
+                 f"even as the smallest retry; keeping {'it' if len(removed) == 1 else 'them'} "
+                 f"and pruning on among the other neurons (protection {st.protections}/"
+                 f"{self.settings.protect_failed}, from step {st.ok_step})")
+        return True
+
     # ----- the end -----------------------------------------------------------------------------
     def _final_stage(self, plan: Plan, weights: dict[str, np.ndarray], message: str,
                      acc: dict[str, float]) -> tuple[dict[str, np.ndarray], str, dict[str, float]]:
@@ -405,3 +432,21 @@ class _Run:
                  f"{sum(plan.widths())}/{self.n0}, FLOPs {100 * result.flops_fraction:.1f}% "
                  f"of start | {accs}")
         return result
+
+
+def _removed_sources(before: Plan, after: Plan) -> set[tuple[int, int, int]]:
+    """(layer, model, neuron) of the neurons `before` has and `after` lacks."""
+    out = set()
+    for l, (b, a) in enumerate(zip(before.layers, after.layers)):
+        kept = {src for g in a for src in g.sources}
+        out |= {(l, *src) for g in b for src in g.sources if src not in kept}
+    return out
+
+
+def _neuron_names(plan: Plan, neurons: set[tuple[int, int, int]]) -> str:
+    """'2 neuron(s) of fc3, 1 of conv1': where protected neurons sit, for the progress line."""
+    counts: dict[str, int] = {}
+    for l, _, _ in neurons:
+        name = plan.chain.hidden[l].name
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} neuron(s) of {layer}" for layer, n in sorted(counts.items()))

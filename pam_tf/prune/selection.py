@@ -178,7 +178,9 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
                    ranking: str = "global", min_group_width: int = 1,
                    empty_groups: bool = False,
                    frozen: frozenset[str] = frozenset(),
-                   shared_only: bool = False) -> list[tuple[str, int]]:
+                   shared_only: bool = False,
+                   protected: frozenset[tuple[int, int, int]] = frozenset()
+                   ) -> list[tuple[str, int]]:
     """The (group layer name, neuron index) pairs to remove, lowest score first.
 
     ``"global"`` ranks all hidden neurons together; ``"per_layer"`` removes from each layer a
@@ -189,14 +191,16 @@ def choose_removal(plan: Plan, scores: Mapping[str, np.ndarray], n_remove: int, 
     would otherwise cost as much as the whole of a pruned single-task conv1). Ties break by
     layer, group and neuron order, so the choice is deterministic; every prefix of the returned
     list leaves a valid plan. Groups owned by a task in `frozen` (its budget has bound) lose
-    nothing, nor, with `shared_only` (the paper's official procedure), exclusive groups.
+    nothing, nor, with `shared_only` (the paper's official procedure), exclusive groups. A
+    neuron in `protected` ((layer, model, neuron) of its source) is never taken.
     """
     entries = []  # (score, layer, group, neuron, name)
     for l, (layer, groups) in enumerate(zip(plan.chain.hidden, plan.layers)):
         for gi, g in enumerate(groups):
             name = group_layer_name(layer, g)
             s = np.asarray(scores[name], np.float64)
-            entries.extend((float(s[j]), l, gi, j, name) for j in range(g.width))
+            entries.extend((float(s[j]), l, gi, j, name) for j in range(g.width)
+                           if (l, *g.sources[j]) not in protected)
     entries.sort(key=lambda e: e[:4])
     room = _Room(plan, min_group_width, empty_groups, frozenset(frozen), shared_only)
     n_remove = max(0, int(n_remove))
@@ -319,6 +323,7 @@ class Selector:
         self.empty_groups, self.round_to = empty_groups, round_to
         self.flops_aware, self.target_flops = flops_aware, target_flops
         self.frozen: frozenset[str] = frozenset()  # tasks whose groups may no longer shrink
+        self.protected: frozenset[tuple[int, int, int]] = frozenset()  # neurons that stay
 
     def removal(self, plan: Plan, rank: Mapping[str, np.ndarray],
                 n_remove: int) -> list[tuple[str, int]]:
@@ -326,7 +331,7 @@ class Selector:
         return choose_removal(plan, rank, n_remove, ranking=self.ranking,
                               min_group_width=self.min_group_width,
                               empty_groups=self.empty_groups, frozen=self.frozen,
-                              shared_only=self.shared_only)
+                              shared_only=self.shared_only, protected=self.protected)
 
     def keep_without(self, plan: Plan, rank: Mapping[str, np.ndarray],
                      removal: Sequence[tuple[str, int]]) -> Keep:

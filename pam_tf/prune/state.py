@@ -142,7 +142,11 @@ class RunState:
     ok_retry: int = 0
     ok: tuple[Plan, dict[str, np.ndarray]] | None = None
     frozen: tuple[str, ...] = ()            # tasks whose budget bound (per_task_budget)
-    frozen_at: tuple[int, int] | None = None  # the failed attempt (step, retry) that froze them
+    frozen_at: tuple[int, int] | None = None  # the failed attempt (step, retry) after which
+    #                                           pruning went on from `ok` (tasks frozen or
+    #                                           neurons protected)
+    protected: tuple[tuple[int, int, int], ...] = ()  # (layer, model, neuron) that must stay
+    protections: int = 0                    # how many failed steps protected neurons
 
     def add(self, attempt: Attempt, plan: Plan, weights: dict[str, np.ndarray]) -> None:
         """Make (plan, weights) after `attempt` the current state (and the last good one when it
@@ -227,7 +231,8 @@ class Checkpoints:
                     last_ok_retry=state.ok_retry, history=[e.to_json() for e in state.history],
                     frozen=list(state.frozen),
                     frozen_at=list(state.frozen_at) if state.frozen_at else None,
-                    status="running")
+                    protected=[list(p) for p in state.protected],
+                    protections=state.protections, status="running")
 
     def save_result(self, result: PruneResult) -> None:
         """The returned network under final/, then state.json marking the run done."""
@@ -263,5 +268,7 @@ class Checkpoints:
         frozen_at = tuple(saved["frozen_at"]) if saved.get("frozen_at") else None
         if frozen_at == (step, retry):  # frozen after this failed attempt: go on from ok
             plan, weights = ok
+        protected = tuple(tuple(int(v) for v in p) for p in saved.get("protected", ()))
         return Resumed(state=RunState(plan, weights, history, step, ok_step, ok_retry, ok,
-                                      tuple(saved.get("frozen", ())), frozen_at))
+                                      tuple(saved.get("frozen", ())), frozen_at, protected,
+                                      int(saved.get("protections", 0))))
