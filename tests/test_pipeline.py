@@ -124,6 +124,26 @@ def test_out_naming_a_file_is_refused(tmp_path, model_files):
     assert out.read_text() == "not a folder"
 
 
+def test_single_model_is_refused_before_anything_is_written(tmp_path, model_files):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"^merging needs at least two models, one per task; "
+                                         rf"got 1 \('{model_files[0]}'\)"):
+        Pipeline(config([model_files[0]]), str(out), quiet).run_all()
+    assert not os.path.exists(out)
+
+
+def test_cli_refuses_a_single_model_with_exit_status_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.merge_and_export", "--models=one.keras",
+         "--suite=synthetic", f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 2, proc.stderr
+    assert "merge_and_export: error: merging needs at least two models, one per task; got 1 " \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_missing_model_file_is_named(tmp_path, model_files):
     missing = str(tmp_path / "nope.keras")
     with pytest.raises(InputError, match=f"model file '{missing}' does not exist"):
