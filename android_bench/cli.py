@@ -1,8 +1,9 @@
 """Command line: flags -> one library call -> files. ``python -m android_bench --help``.
 
 Exit codes: 0 all runs done; 1 some runs failed or the sweep stopped early (results kept, rerun
-to resume); 2 bad input or setup problem (nothing measured); 3 the phone disconnected mid-sweep
-(results kept, reconnect and rerun the same command to resume); 130 interrupted (Ctrl-C).
+to resume); 2 bad input or setup problem (nothing measured); 3 the phone disconnected, or stopped
+trusting this computer (unauthorized), mid-sweep (results kept, reconnect or accept the prompt and
+rerun the same command to resume); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from android_bench.errors import USER_ERRORS, DeviceDisconnectedError
+from android_bench.errors import USER_ERRORS, DeviceDisconnectedError, UnauthorizedDeviceError
 from android_bench.plan import DELEGATE_FLAGS, Cooldown, CpuProfile, PlanConfig
 from android_bench.sweep import SweepReport
 
@@ -173,4 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in partial.summary_paths.values():
                 print(f"wrote {path}")
         print(f"error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, DeviceDisconnectedError) else (1 if partial is not None else 2)
+        if isinstance(e, DeviceDisconnectedError) or (
+                partial is not None and isinstance(e, UnauthorizedDeviceError)):
+            return 3
+        return 1 if partial is not None else 2
