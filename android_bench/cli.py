@@ -82,9 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_device_files", action="store_true", help="leave the work folder on the phone")
     p.add_argument("--op_profiling", action="store_true", help="also pull per-op profiling CSVs")
 
-    p = sub.add_parser("host", help="sweep on this machine with the LiteRT interpreter")
+    p = sub.add_parser("host", help="sweep on this machine with LiteRT (Interpreter or CompiledModel)")
     _add_models(p)
     _add_plan(p, "comma list of: xnnpack (LiteRT default), cpu (builtin kernels only)")
+    p.add_argument("--host_api", choices=("interpreter", "compiled_model"), default="interpreter",
+                   help="LiteRT API to time with: the Interpreter (default) or CompiledModel, the API "
+                        "LiteRT is moving to (a results folder keeps the API it was made with)")
 
     p = sub.add_parser("summarize", help="rewrite the summary CSV/markdown of a results folder")
     p.add_argument("--out", type=Path, required=True, help="results folder")
@@ -162,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from android_bench.host import run_host_sweep
             report = run_host_sweep(model_set, args.out, config, cpu_profile=profile, cooldown=cooldown,
-                                    max_consecutive_failures=args.max_consecutive_failures)
+                                    max_consecutive_failures=args.max_consecutive_failures,
+                                    host_api=args.host_api)
         return _print_report(report)
     except KeyboardInterrupt:
         print(f"interrupted: finished runs are saved in {getattr(args, 'out', '?')}; rerun the same command "
