@@ -223,20 +223,24 @@ class AndroidExecutor:
         run. SIGTERM, wait up to KILL_GRACE_SECS, then SIGKILL. Returns the pids still running
         ([] = verified gone, None = cannot verify)."""
         left: list[str] | None = None
-        for signal_args in ([], ["-9"]):
+        for signal_args, grace in (([], KILL_GRACE_SECS), (["-9"], KILL_POLL_SECS)):
             try:
                 self.adb.shell(["pkill", *signal_args, "-f", REMOTE_BINARY_PATTERN], timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            deadline = time.monotonic() + (KILL_GRACE_SECS if not signal_args else KILL_POLL_SECS)
-            while True:
-                left = self._remote_pids()
-                if not left or time.monotonic() >= deadline:
-                    break
-                time.sleep(KILL_POLL_SECS)
-            if not left:
+            left = self._wait_gone(grace)
+            if left == []:
                 return left
-        return left
+        return left  # still running, or unknown (then SIGKILL was sent anyway)
+
+    def _wait_gone(self, grace: float) -> list[str] | None:
+        """Poll pgrep for up to ``grace`` seconds until our benchmark_model is gone."""
+        deadline = time.monotonic() + grace
+        while True:
+            left = self._remote_pids()
+            if left is None or not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(KILL_POLL_SECS)
 
     def _refuse_if_leftover(self) -> None:
         """A benchmark_model that survived SIGKILL skews every later timing: stop the sweep

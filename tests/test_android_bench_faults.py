@@ -156,6 +156,18 @@ def test_benchmark_that_survives_sigkill_stops_the_sweep(tmp_path, models_dir, m
     assert fake.runs() == 1
 
 
+def test_phone_without_pgrep_still_gets_sigkill_and_the_record_says_unverified(tmp_path, models_dir,
+                                                                               monkeypatch):
+    monkeypatch.setattr(android, "KILL_GRACE_SECS", 0.2)
+    fake = fakeadb.install(tmp_path)
+    fake.set_faults(hang_on_runs=[1], missing_commands=["pgrep"])
+    report = _sweep(fake, models_dir, tmp_path / "out", timeout_secs=1.5)
+    assert (report.ok, report.failed) == (2, 1)
+    assert "could not check that it is gone (no pgrep on the device)" in report.failures[0]
+    assert f"pkill -9 -f '{REMOTE_ROOT}/[b]enchmark_model'" in [c[3] for c in fake.calls() if c[2:3] == ["shell"]]
+    assert fake.procs() == []
+
+
 def test_fake_pkill_whose_pattern_matches_its_own_shell_kills_that_shell(tmp_path):
     """Why the harness brackets a letter of the pattern: a plain path matches the device shell
     that runs pkill, and pkill kills it (exit 143), as on a phone."""

@@ -240,6 +240,9 @@ class Shell:
     # -- commands --------------------------------------------------------------------------
     def run(self, argv: list[str]) -> int:
         name = argv[0]
+        if name in self.state.faults().get("missing_commands", []):  # an old toybox
+            self.err.append(f"{SH}: {name}: inaccessible or not found\n")
+            return 127
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if handler is not None and "/" not in name:
             return handler(argv[1:])
