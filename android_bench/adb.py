@@ -7,7 +7,7 @@ three things done right, once:
 * shell quoting: ``adb shell`` joins its arguments with spaces and hands the string to the
   phone's ``/system/bin/sh``, so any argument built from a file name must go through
   :func:`shlex.quote` (:func:`quote_command`) or a name with a space or quote breaks the command;
-* timeouts and error mapping: adb's own ``error: ...`` lines become specific exceptions
+* timeouts and error mapping: adb's own ``error: ...`` / ``adb: ...`` lines become specific exceptions
   (:class:`DeviceDisconnectedError`, :class:`UnauthorizedDeviceError`, ...), a hung command is
   killed (its whole process group) after ``timeout`` seconds.
 
@@ -30,16 +30,22 @@ from android_bench.errors import (AdbCommandError, AdbNotFoundError, DeviceDisco
 
 DEFAULT_TIMEOUT_S = 120.0
 
-_DISCONNECT_RES = (
-    re.compile(r"^(?:adb: )?error: device '[^']*' not found"),
-    re.compile(r"^(?:adb: )?error: device not found"),
-    re.compile(r"^(?:adb: )?error: no devices/emulators found"),
-    re.compile(r"^(?:adb: )?error: device offline"),
-    re.compile(r"^(?:adb: )?error: device still connecting"),
-    re.compile(r"^(?:adb: )?error: closed"),
-    re.compile(r"^(?:adb: )?error: protocol fault"),
-)
-_UNAUTHORIZED_RE = re.compile(r"^(?:adb: )?error: device unauthorized")
+# adb's own device errors, in every wording seen: ``error: X`` (older clients, and the server's
+# replies), ``adb: error: X``, ``adb: error: failed to get feature set: X`` (push/pull of
+# platform-tools 29) and ``adb: X`` (current platform-tools: ``adb: no devices/emulators found``,
+# ``adb: device 'X' not found``, ``adb: device unauthorized.``, ``adb: device offline``). Lower
+# case only: benchmark_model's own lines are ``ERROR: ...``.
+_ADB_PREFIX = r"^(?:adb: (?:error: )?|error: )(?:failed to get feature set: )?"
+_DISCONNECT_RES = tuple(re.compile(_ADB_PREFIX + body) for body in (
+    r"device '[^']*' not found",
+    r"device not found",
+    r"no devices/emulators found",
+    r"device offline",
+    r"device still connecting",
+    r"closed",
+    r"protocol fault",
+))
+_UNAUTHORIZED_RE = re.compile(_ADB_PREFIX + r"device unauthorized")
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,7 @@ class Adb:
         return result
 
     def _raise_for_device_error(self, result: CommandResult) -> None:
-        # adb's own errors are lower-case "error: ..." lines; benchmark_model logs "ERROR: ...".
+        # adb's own errors are lower-case "error: ..." / "adb: ..." lines (see _ADB_PREFIX).
         for line in result.output.split("\n"):
             line = line.strip()
             if _UNAUTHORIZED_RE.match(line):

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from android_bench.adb import Adb, connect, quote_command
 from android_bench.errors import (BenchError, BenchmarkFailedError, BinaryNotExecutableError,
                                   BinaryNotFoundError, DeviceDisconnectedError,
-                                  MalformedOutputError, RunTimeoutError)
+                                  LeftoverProcessError, MalformedOutputError, ReadingError,
+                                  RunTimeoutError, UnauthorizedDeviceError)
 from android_bench.models import ModelFile, ModelSet
 from android_bench.parse import output_metrics, parse_benchmark_output
 from android_bench.plan import Cooldown, CpuProfile, PlanConfig, RunSpec, build_plan
@@ -31,6 +33,13 @@ from pam_tf.io import sha256_file
 
 REMOTE_ROOT = "/data/local/tmp/pam_tf_bench"
 REMOTE_BINARY = f"{REMOTE_ROOT}/benchmark_model"
+#: ``pkill -f`` / ``pgrep -f`` pattern for our benchmark_model. The bracket keeps it from matching
+#: the device shell that runs the pkill (its command line holds the pattern, not the path), which
+#: pkill would otherwise kill along with the benchmark.
+REMOTE_BINARY_PATTERN = f"{REMOTE_ROOT}/[b]enchmark_model"
+#: How long a killed benchmark_model may take to exit before it gets SIGKILL.
+KILL_GRACE_SECS = 2.0
+KILL_POLL_SECS = 0.5
 
 _ELF_MACHINES = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 _EXEC_FAILURE_RE = re.compile(
@@ -93,6 +102,7 @@ class AndroidExecutor:
         self.out_dir = out_dir
         self.op_profiling = op_profiling
         self.zone_types: dict[str, str] = {}
+        self.leftover: list[str] = []  # pids of a killed run still alive on the phone
 
     # -- setup / teardown ----------------------------------------------------------------------
     def setup(self, models: list[ModelFile], progress: Progress) -> None:
@@ -125,11 +135,23 @@ class AndroidExecutor:
 
     # -- per run -------------------------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, float], dict[str, int]]:
-        result = self.adb.shell(sysfs.SNAPSHOT_COMMAND, timeout=30)
-        return sysfs.split_snapshot(sysfs.parse_grep_listing(result.stdout))
+        """Thermal zones and CPU clocks; raises :class:`ReadingError` when nothing could be read
+        (grep failed, or adb timed out), so the record says "failed" rather than "none"."""
+        try:
+            result = self.adb.shell(sysfs.SNAPSHOT_COMMAND, timeout=30)
+        except subprocess.TimeoutExpired:
+            raise ReadingError("thermal/cpufreq reading timed out after 30 s") from None
+        values = sysfs.parse_grep_listing(result.stdout)
+        if result.returncode != 0 and not values:
+            why = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[0]
+            raise ReadingError(f"thermal/cpufreq reading failed (exit {result.returncode}): {why}")
+        return sysfs.split_snapshot(values)
 
     def hottest(self, zone_regex: str | None) -> float | None:
-        temps, _ = self.snapshot()
+        try:
+            temps, _ = self.snapshot()
+        except ReadingError:
+            return None  # cool-down cannot wait on what it cannot read; the record says so
         return sysfs.hottest(temps, self.zone_types, zone_regex)
 
     def argv(self, spec: RunSpec) -> list[str]:
@@ -143,15 +165,24 @@ class AndroidExecutor:
         return argv
 
     def run(self, spec: RunSpec) -> RunOutcome:
+        self._refuse_if_leftover()
         argv = self.argv(spec)
         command = quote_command(argv)
         try:
             result = self.adb.shell(command, timeout=self.timeout_secs, merge_stderr=True)
         except subprocess.TimeoutExpired as e:
-            self._kill_remote()
-            err = RunTimeoutError(
-                f"benchmark_model did not finish within {self.timeout_secs:g} s "
-                f"({spec.model.name}, {spec.settings.label()}); killed it, later runs go on")
+            left = self._kill_remote()
+            what = (f"benchmark_model did not finish within {self.timeout_secs:g} s "
+                    f"({spec.model.name}, {spec.settings.label()}); ")
+            if left:
+                self.leftover = left
+                what += (f"it is still running on the device after pkill and pkill -9 "
+                         f"(pid {', '.join(left)})")
+            elif left is None:
+                what += "killed it; could not check that it is gone (no pgrep on the device)"
+            else:
+                what += "killed it on the device (checked: gone), later runs go on"
+            err = RunTimeoutError(what)
             err.raw_output, err.command = (e.output or ""), argv  # type: ignore[attr-defined]
             raise err from None
         text = result.stdout
@@ -176,12 +207,54 @@ class AndroidExecutor:
             extra["profile_csv"] = str(local.relative_to(self.out_dir))
         return RunOutcome(metrics=output_metrics(parsed), raw_output=text, command=argv, extra=extra)
 
-    def _kill_remote(self) -> None:
-        """A killed ``adb shell`` can leave benchmark_model running on the phone; stop only ours."""
+    def _remote_pids(self) -> list[str] | None:
+        """Pids of our benchmark_model on the phone; None when the phone cannot tell (no pgrep)."""
         try:
-            self.adb.shell(["pkill", "-f", REMOTE_BINARY], timeout=30)
-        except (BenchError, subprocess.TimeoutExpired):
-            pass
+            result = self.adb.shell(["pgrep", "-f", REMOTE_BINARY_PATTERN], timeout=30)
+        except subprocess.TimeoutExpired:
+            return None
+        if result.returncode not in (0, 1):
+            return None
+        return [p for p in result.stdout.split() if p.isdigit()]
+
+    def _kill_remote(self) -> list[str] | None:
+        """Stop our benchmark_model on the phone after the host gave up on a run: killing the
+        ``adb shell`` does not stop it there, and left running it heats the phone for the next
+        run. SIGTERM, wait up to KILL_GRACE_SECS, then SIGKILL. Returns the pids still running
+        ([] = verified gone, None = cannot verify)."""
+        left: list[str] | None = None
+        for signal_args, grace in (([], KILL_GRACE_SECS), (["-9"], KILL_POLL_SECS)):
+            try:
+                self.adb.shell(["pkill", *signal_args, "-f", REMOTE_BINARY_PATTERN], timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            left = self._wait_gone(grace)
+            if left == []:
+                return left
+        return left  # still running, or unknown (then SIGKILL was sent anyway)
+
+    def _wait_gone(self, grace: float) -> list[str] | None:
+        """Poll pgrep for up to ``grace`` seconds until our benchmark_model is gone."""
+        deadline = time.monotonic() + grace
+        while True:
+            left = self._remote_pids()
+            if left is None or not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(KILL_POLL_SECS)
+
+    def _refuse_if_leftover(self) -> None:
+        """A benchmark_model that survived SIGKILL skews every later timing: stop the sweep
+        (unless it has ended since)."""
+        if not self.leftover:
+            return
+        left = self._remote_pids()
+        if not left:
+            self.leftover = []
+            return
+        raise LeftoverProcessError(
+            f"an earlier benchmark_model is still running on device {self.adb.serial} (pid "
+            f"{', '.join(left)}) and would skew every later run: reboot the phone (adb reboot) "
+            "and rerun the same command to resume")
 
 
 def run_android_sweep(model_set: ModelSet, out_dir: str | Path, benchmark_binary: str | Path,
@@ -225,12 +298,16 @@ def run_android_sweep(model_set: ModelSet, out_dir: str | Path, benchmark_binary
         executor.setup(models, progress)
         return execute_plan(plan, out_dir, executor, base_record=base, cooldown=cooldown, progress=progress,
                             max_consecutive_failures=max_consecutive_failures)
-    except DeviceDisconnectedError as e:
+    except (DeviceDisconnectedError, UnauthorizedDeviceError) as e:
+        # the phone went away or stopped trusting this computer mid-sweep: same class, so the
+        # user is told what really happened, plus what is saved and how to resume
         report = getattr(e, "report", None)
         saved = (report.ok + report.skipped) if report else len(done)
-        err = DeviceDisconnectedError(
-            f"{e}; {saved} of {len(plan)} runs are saved in {out_dir / 'results.jsonl'}: reconnect the "
-            "phone and rerun the same command to resume")
+        todo = ("reconnect the phone" if isinstance(e, DeviceDisconnectedError)
+                else "accept the prompt on the phone")
+        err = type(e)(
+            f"{e}; {saved} of {len(plan)} runs are saved in {out_dir / 'results.jsonl'}: {todo} "
+            "and rerun the same command to resume")
         err.report = report  # type: ignore[attr-defined]
         raise err from None
     finally:

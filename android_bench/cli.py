@@ -1,8 +1,9 @@
 """Command line: flags -> one library call -> files. ``python -m android_bench --help``.
 
 Exit codes: 0 all runs done; 1 some runs failed or the sweep stopped early (results kept, rerun
-to resume); 2 bad input or setup problem (nothing measured); 3 the phone disconnected mid-sweep
-(results kept, reconnect and rerun the same command to resume); 130 interrupted (Ctrl-C).
+to resume); 2 bad input or setup problem (nothing measured); 3 the phone disconnected, or stopped
+trusting this computer (unauthorized), mid-sweep (results kept, reconnect or accept the prompt and
+rerun the same command to resume); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from android_bench.errors import USER_ERRORS, DeviceDisconnectedError
+from android_bench.errors import USER_ERRORS, DeviceDisconnectedError, UnauthorizedDeviceError
 from android_bench.plan import DELEGATE_FLAGS, Cooldown, CpuProfile, PlanConfig
 from android_bench.sweep import SweepReport
 
@@ -81,9 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_device_files", action="store_true", help="leave the work folder on the phone")
     p.add_argument("--op_profiling", action="store_true", help="also pull per-op profiling CSVs")
 
-    p = sub.add_parser("host", help="sweep on this machine with the LiteRT interpreter")
+    p = sub.add_parser("host", help="sweep on this machine with LiteRT (Interpreter or CompiledModel)")
     _add_models(p)
     _add_plan(p, "comma list of: xnnpack (LiteRT default), cpu (builtin kernels only)")
+    p.add_argument("--host_api", choices=("interpreter", "compiled_model"), default="interpreter",
+                   help="LiteRT API to time with: the Interpreter (default) or CompiledModel, the API "
+                        "LiteRT is moving to (a results folder keeps the API it was made with)")
 
     p = sub.add_parser("summarize", help="rewrite the summary CSV/markdown of a results folder")
     p.add_argument("--out", type=Path, required=True, help="results folder")
@@ -161,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from android_bench.host import run_host_sweep
             report = run_host_sweep(model_set, args.out, config, cpu_profile=profile, cooldown=cooldown,
-                                    max_consecutive_failures=args.max_consecutive_failures)
+                                    max_consecutive_failures=args.max_consecutive_failures,
+                                    host_api=args.host_api)
         return _print_report(report)
     except KeyboardInterrupt:
         print(f"interrupted: finished runs are saved in {getattr(args, 'out', '?')}; rerun the same command "
@@ -173,4 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in partial.summary_paths.values():
                 print(f"wrote {path}")
         print(f"error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, DeviceDisconnectedError) else (1 if partial is not None else 2)
+        if isinstance(e, DeviceDisconnectedError) or (
+                partial is not None and isinstance(e, UnauthorizedDeviceError)):
+            return 3
+        return 1 if partial is not None else 2

@@ -55,6 +55,17 @@ class RunTimeoutError(BenchError):
     """One benchmark run did not finish within its time limit."""
 
 
+class LeftoverProcessError(BenchError):
+    """A benchmark_model the harness killed is still running on the phone: it would heat the
+    phone and take CPU from every later run, so the sweep stops."""
+
+
+class ReadingError(BenchError):
+    """A thermal / CPU clock reading failed. Never stops a sweep: the run record says the
+    reading failed (``null`` and ``reading_errors``), which is not the same as a device that
+    exposes no zones (``{}``)."""
+
+
 class MalformedOutputError(BenchError):
     """benchmark_model printed something the parser cannot read timings from."""
 

@@ -10,6 +10,12 @@ timed; resetting the inputs happens outside the timed region, as in the C++ tool
 
 Delegates: ``xnnpack`` is LiteRT's default CPU path (``OpResolverType.AUTO`` applies XNNPACK);
 ``cpu`` uses the builtin kernels without default delegates. GPU/NNAPI do not exist on a host.
+
+Two LiteRT APIs (``host_api``): ``interpreter`` (``ai_edge_litert.interpreter.Interpreter``,
+the default) and ``compiled_model`` (``ai_edge_litert.compiled_model.CompiledModel``, the API
+LiteRT is moving to: CPU accelerator with ``CpuOptions(num_threads, kernel_mode)``, XNNPACK or
+BUILTIN kernels, inputs and outputs in ``TensorBuffer`` objects, ``run_by_index``). The same
+timing method applies to both; writing the inputs stays outside the timed region.
 """
 from __future__ import annotations
 
@@ -29,25 +35,84 @@ from android_bench.summary import percentile
 from android_bench.sweep import Progress, RunOutcome, SweepReport, execute_plan
 
 HOST_DELEGATES = ("xnnpack", "cpu")
+HOST_APIS = ("interpreter", "compiled_model")
 
 
 def _no_such_delegate(delegate: str) -> str:
     return f"delegate {delegate!r} is not available in host mode (use {' or '.join(HOST_DELEGATES)})"
 
 
-def litert_version() -> str:
+def litert_version(api: str = "interpreter") -> str:
+    """The runtime a host result was measured with (part of every run id and of meta.json: a
+    results folder stays tied to one API). The Interpreter keeps the older plain form."""
     import ai_edge_litert
-    return f"ai_edge_litert {getattr(ai_edge_litert, '__version__', 'unknown')}"
+    version = f"ai_edge_litert {getattr(ai_edge_litert, '__version__', 'unknown')}"
+    return version if api == "interpreter" else f"{version} CompiledModel"
 
 
-def _random_inputs(interpreter: Any, seed: int) -> list[tuple[int, Any]]:
+def _no_such_api(api: str) -> str:
+    return f"host API {api!r} is unknown (use {' or '.join(HOST_APIS)})"
+
+
+class _InterpreterRunner:
+    """LiteRT's Interpreter: set_tensor per input, invoke()."""
+
+    def __init__(self, model_path: str, threads: int, delegate: str) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (OpResolverType.AUTO if delegate == "xnnpack"
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(model_path=model_path, num_threads=threads,
+                                       experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        self.inputs = [(d["index"], d["name"], [int(x) for x in d["shape"]], d["dtype"])
+                       for d in self.interpreter.get_input_details()]
+
+    def set_inputs(self, values: list[Any]) -> None:
+        for (index, *_), value in zip(self.inputs, values):
+            self.interpreter.set_tensor(index, value)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+
+class _CompiledModelRunner:
+    """LiteRT's CompiledModel (first signature): TensorBuffer.write per input, run_by_index."""
+
+    def __init__(self, model_path: str, threads: int, delegate: str) -> None:
+        from ai_edge_litert.compiled_model import (CompiledModel, CpuKernelMode, CpuOptions,
+                                                   HardwareAccelerator, Options)
+
+        kernels = CpuKernelMode.XNNPACK if delegate == "xnnpack" else CpuKernelMode.BUILTIN
+        options = Options(HardwareAccelerator.CPU,
+                          cpu_options=CpuOptions(num_threads=threads, kernel_mode=kernels))
+        self.model = CompiledModel.from_file(model_path, options=options)
+        key = next(iter(self.model.get_signature_list()))
+        details = self.model.get_input_tensor_details(key)
+        names = self.model.get_signature_list()[key]["inputs"]
+        self.inputs = [(i, n, [int(x) for x in details[n]["shape"]], details[n]["dtype"])
+                       for i, n in enumerate(names)]
+        self.input_buffers = self.model.create_input_buffers(0)
+        self.output_buffers = self.model.create_output_buffers(0)
+
+    def set_inputs(self, values: list[Any]) -> None:
+        for buffer, value in zip(self.input_buffers, values):
+            buffer.write(value)
+
+    def invoke(self) -> None:
+        self.model.run_by_index(0, self.input_buffers, self.output_buffers)
+
+
+_RUNNERS = {"interpreter": _InterpreterRunner, "compiled_model": _CompiledModelRunner}
+
+
+def _random_inputs(inputs: list[tuple[int, str, list[int], Any]], seed: int) -> list[Any]:
     """Seeded random input tensors, same value ranges as benchmark_model's defaults."""
     import numpy as np
     rng = np.random.default_rng(seed)
     out = []
-    for detail in interpreter.get_input_details():
-        shape = [int(d) for d in detail["shape"]]
-        dtype = np.dtype(detail["dtype"])
+    for _index, name, shape, dtype in inputs:
+        dtype = np.dtype(dtype)
         if dtype.kind == "f":
             value = rng.uniform(-0.5, 0.5, size=shape).astype(dtype)
         elif dtype == np.uint8:
@@ -59,8 +124,8 @@ def _random_inputs(interpreter: Any, seed: int) -> list[tuple[int, Any]]:
         elif dtype.kind in "iu":
             value = rng.integers(0, 100, size=shape).astype(dtype)
         else:
-            raise HostModeError(f"cannot make random input of dtype {dtype} for {detail['name']}")
-        out.append((detail["index"], value))
+            raise HostModeError(f"cannot make random input of dtype {dtype} for {name}")
+        out.append(value)
     return out
 
 
@@ -73,16 +138,15 @@ def _stats_us(times_us: list[float]) -> dict[str, Any]:
             **{f"p{q}": percentile(times_us, q) for q in (5, 50, 90, 95, 99)}}
 
 
-def _timed_loop(interpreter: Any, inputs: list[tuple[int, Any]], min_runs: int, min_secs: float,
+def _timed_loop(runner: Any, inputs: list[Any], min_runs: int, min_secs: float,
                 max_secs: float) -> list[float]:
     times: list[float] = []
     start = time.perf_counter()
     deadline = start + max_secs
     while len(times) < min_runs or time.perf_counter() - start < min_secs:
-        for index, value in inputs:
-            interpreter.set_tensor(index, value)
+        runner.set_inputs(inputs)
         t0 = time.perf_counter()
-        interpreter.invoke()
+        runner.invoke()
         times.append((time.perf_counter() - t0) * 1e6)
         if time.perf_counter() > deadline:
             break
@@ -91,21 +155,20 @@ def _timed_loop(interpreter: Any, inputs: list[tuple[int, Any]], min_runs: int, 
 
 def time_model(model_path: str | Path, *, threads: int = 1, delegate: str = "xnnpack", warmup_runs: int = 1,
                warmup_min_secs: float = 0.5, num_runs: int = 50, min_secs: float = 1.0,
-               max_secs: float = 150.0, seed: int = 0) -> tuple[dict[str, Any], str]:
-    """Time one .tflite file; returns (metrics in the result-record format, a text report)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+               max_secs: float = 150.0, seed: int = 0,
+               api: str = "interpreter") -> tuple[dict[str, Any], str]:
+    """Time one .tflite file with LiteRT's ``api`` (:data:`HOST_APIS`); returns (metrics in the
+    result-record format, a text report)."""
     if delegate not in HOST_DELEGATES:
         raise HostModeError(_no_such_delegate(delegate))
-    resolver = OpResolverType.AUTO if delegate == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if api not in HOST_APIS:
+        raise HostModeError(_no_such_api(api))
     t0 = time.perf_counter()
-    interpreter = Interpreter(model_path=str(model_path), num_threads=threads,
-                              experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    runner = _RUNNERS[api](str(model_path), threads, delegate)
     init_ms = (time.perf_counter() - t0) * 1e3
-    inputs = _random_inputs(interpreter, seed)
-    warm = _timed_loop(interpreter, inputs, max(1, warmup_runs), warmup_min_secs, max_secs)
-    steady = _timed_loop(interpreter, inputs, max(1, num_runs), min_secs, max_secs)
+    inputs = _random_inputs(runner.inputs, seed)
+    warm = _timed_loop(runner, inputs, max(1, warmup_runs), warmup_min_secs, max_secs)
+    steady = _timed_loop(runner, inputs, max(1, num_runs), min_secs, max_secs)
     w, s = _stats_us(warm), _stats_us(steady)
     metrics = {
         "avg_ms": s["avg"] / 1e3, "count": s["count"], "min_ms": s["min"] / 1e3, "max_ms": s["max"] / 1e3,
@@ -120,7 +183,8 @@ def time_model(model_path: str | Path, *, threads: int = 1, delegate: str = "xnn
     def line(st: dict[str, Any]) -> str:
         return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in st.items())
 
-    text = (f"host {litert_version()} model={model_path} threads={threads} delegate={delegate}\n"
+    text = (f"host {litert_version(api)} api={api} model={model_path} threads={threads} "
+            f"delegate={delegate}\n"
             f"init_ms={init_ms:.6g}\nwarmup (us): {line(w)}\nsteady (us): {line(s)}\n")
     return metrics, text
 
@@ -141,9 +205,10 @@ def _pinned(cores: tuple[int, ...] | None) -> Iterator[None]:
 class HostExecutor:
     """Runs planned runs in this process."""
 
-    def __init__(self, cpu_profile: CpuProfile | None, seed: int) -> None:
+    def __init__(self, cpu_profile: CpuProfile | None, seed: int, api: str = "interpreter") -> None:
         self.cpu_profile = cpu_profile
         self.seed = seed
+        self.api = api
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, int]]:
         return sysfs.split_snapshot(sysfs.read_local())
@@ -160,10 +225,12 @@ class HostExecutor:
                 metrics, text = time_model(spec.model.path, threads=s.threads, delegate=s.delegate,
                                            warmup_runs=s.warmup_runs, warmup_min_secs=s.warmup_min_secs,
                                            num_runs=s.num_runs, min_secs=s.min_secs, max_secs=s.max_secs,
-                                           seed=self.seed)
+                                           seed=self.seed, api=self.api)
         except (ValueError, RuntimeError) as e:  # the interpreter rejects the model file
             raise BenchmarkFailedError(f"LiteRT could not run {spec.model.name}: {e}") from None
-        command = ["ai_edge_litert.interpreter.Interpreter", f"model_path={spec.model.name}",
+        entry = ("ai_edge_litert.interpreter.Interpreter" if self.api == "interpreter"
+                 else "ai_edge_litert.compiled_model.CompiledModel.from_file")
+        command = [entry, f"model_path={spec.model.name}",
                    f"num_threads={s.threads}", f"delegate={s.delegate}"]
         if cores:
             command.append(f"affinity={list(cores)}")
@@ -172,8 +239,12 @@ class HostExecutor:
 
 def run_host_sweep(model_set: ModelSet, out_dir: str | Path, config: PlanConfig, *,
                    cpu_profile: CpuProfile | None = None, cooldown: Cooldown = Cooldown(),
-                   progress: Progress = print, max_consecutive_failures: int = 3) -> SweepReport:
-    """Time every model of ``model_set`` on this machine; same files as the phone sweep."""
+                   progress: Progress = print, max_consecutive_failures: int = 3,
+                   host_api: str = "interpreter") -> SweepReport:
+    """Time every model of ``model_set`` on this machine with LiteRT's ``host_api``
+    (:data:`HOST_APIS`); same files as the phone sweep."""
+    if host_api not in HOST_APIS:
+        raise HostModeError(_no_such_api(host_api))
     for d in config.delegates:
         if d not in HOST_DELEGATES:
             raise HostModeError(_no_such_delegate(d))
@@ -183,7 +254,7 @@ def run_host_sweep(model_set: ModelSet, out_dir: str | Path, config: PlanConfig,
             if a is not None and not set(cpu_profile.cores(a)) <= allowed:
                 raise HostModeError(f"CPU group {a!r} {list(cpu_profile.cores(a))} is not within this "
                                     f"machine's CPUs {sorted(allowed)}")
-    runtime = litert_version()
+    runtime = litert_version(host_api)
     plan = build_plan(model_set.models, config, target="host", runtime=runtime, cpu_profile=cpu_profile)
     import platform
     device = {"serial": "host", "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
@@ -194,6 +265,6 @@ def run_host_sweep(model_set: ModelSet, out_dir: str | Path, config: PlanConfig,
         "cpu_profile": cpu_profile.groups if cpu_profile else None, "plan_config": config.__dict__,
         "measurement": config.measurement(),
         "cooldown": cooldown.__dict__})
-    return execute_plan(plan, out_dir, HostExecutor(cpu_profile, config.seed),
+    return execute_plan(plan, out_dir, HostExecutor(cpu_profile, config.seed, host_api),
                         base_record={"target": "host", "device": {"serial": "host"}}, cooldown=cooldown,
                         progress=progress, max_consecutive_failures=max_consecutive_failures)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from android_bench.errors import (BenchError, BenchmarkFailedError, MalformedOutputError,
-                                  RunTimeoutError)
+                                  ReadingError, RunTimeoutError)
 from android_bench.plan import Cooldown, RunSpec, wait_for_cooldown
 from android_bench.results import CLOCK_FIELD, SCHEMA_VERSION, ResultsLog
 from android_bench.summary import combination_summary, write_summaries
@@ -40,7 +40,8 @@ class Executor(Protocol):
     """A target that can time one planned run (the phone over adb, or this machine)."""
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, int]]:
-        """(thermal zone °C, CPU kHz) right now; empty dicts where unreadable."""
+        """(thermal zone °C, CPU kHz) right now; empty dicts where the device exposes none;
+        raises ReadingError when the reading itself failed."""
 
     def hottest(self, zone_regex: str | None) -> float | None:
         """Hottest plausible thermal zone, for temperature-based cool-down."""
@@ -81,6 +82,28 @@ RECORDED_FAILURES: dict[type[BenchError], str] = {
 }
 
 
+def _read(executor: Executor, when: str,
+          errors: dict[str, str]) -> tuple[dict[str, float] | None, dict[str, int] | None]:
+    """One snapshot; a failed reading is recorded as failed (None, and why in ``errors[when]``),
+    never as an empty dict, which means the device has no readable zones."""
+    try:
+        return executor.snapshot()
+    except ReadingError as e:
+        errors[when] = str(e)
+        return None, None
+
+
+def _read_after(executor: Executor, errors: dict[str, str]) -> tuple[Any, Any, BenchError | None]:
+    """The snapshot after a run. If the phone goes away (or stops trusting this computer) right
+    after the run, the run itself is still good: return the device error for the caller to raise
+    once the run is recorded, instead of losing the run."""
+    try:
+        return (*_read(executor, "after", errors), None)
+    except BenchError as e:
+        errors["after"] = str(e)
+        return None, None, e
+
+
 def execute_plan(plan: Sequence[RunSpec], out_dir: str | Path, executor: Executor, *,
                  base_record: dict[str, Any], cooldown: Cooldown = Cooldown(),
                  progress: Progress = print, max_consecutive_failures: int = 3,
@@ -104,17 +127,19 @@ def execute_plan(plan: Sequence[RunSpec], out_dir: str | Path, executor: Executo
             started = time.monotonic()  # wall_secs covers cool-down + snapshots + the run
             cool = wait_for_cooldown(cooldown, lambda: executor.hottest(cooldown.zone_regex), sleep=sleep)
             waited = cool.pop("waited_secs")
-            thermal_before, freq_before = executor.snapshot()
+            reading_errors: dict[str, str] = {}
+            thermal_before, freq_before = _read(executor, "before", reading_errors)
             record: dict[str, Any] = {
                 "schema": SCHEMA_VERSION, **base_record, "run_id": spec.run_id, "index": spec.index,
                 "model": spec.model.to_dict(), "settings": spec.settings.to_dict(), "repeat": spec.repeat,
-                "cooldown": cool, "thermal_before": thermal_before, "cpufreq_before": freq_before}
+                "cooldown": cool, "thermal_before": thermal_before, "cpufreq_before": freq_before,
+                "reading_errors": reading_errors}
             clock = {"started_at": _now(), "cooldown_waited_secs": waited}
             try:
                 outcome = executor.run(spec)
             except tuple(RECORDED_FAILURES) as e:  # type: ignore[misc]
                 status = RECORDED_FAILURES[type(e)]
-                thermal_after, freq_after = executor.snapshot()
+                thermal_after, freq_after, gone = _read_after(executor, reading_errors)
                 clock.update(finished_at=_now(), wall_secs=round(time.monotonic() - started, 3))
                 record.update(status=status, error={"type": type(e).__name__, "message": str(e)},
                               metrics=None, raw_output=getattr(e, "raw_output", ""),
@@ -124,13 +149,15 @@ def execute_plan(plan: Sequence[RunSpec], out_dir: str | Path, executor: Executo
                 report.failed += 1
                 report.failures.append(f"{where}: {e}")
                 progress(f"{where}: FAILED ({type(e).__name__}): {e}")
+                if gone is not None:
+                    raise gone
                 consecutive += 1
                 if consecutive >= max_consecutive_failures:
                     report.stopped = (f"stopped after {consecutive} failed runs in a row; "
                                       f"fix the cause and rerun the same command to resume")
                     break
                 continue
-            thermal_after, freq_after = executor.snapshot()
+            thermal_after, freq_after, gone = _read_after(executor, reading_errors)
             clock.update(finished_at=_now(), wall_secs=round(time.monotonic() - started, 3))
             record.update(status="ok", error=None, metrics=outcome.metrics, raw_output=outcome.raw_output,
                           command=outcome.command, thermal_after=thermal_after, cpufreq_after=freq_after,
@@ -145,6 +172,8 @@ def execute_plan(plan: Sequence[RunSpec], out_dir: str | Path, executor: Executo
             elif outcome.metrics.get("delegate_status") == "partial":
                 flag = f"  [partially delegated: {outcome.metrics.get('delegated_kernels')} delegate kernels]"
             progress(f"{where}: avg {outcome.metrics['avg_ms']:.3f} ms{flag}")
+            if gone is not None:
+                raise gone
     except BenchError as e:
         report.stopped = str(e)
         report.summary_paths = write_summaries(out_dir)

@@ -34,6 +34,15 @@ def example_models(example: str) -> tuple[tuple[str, ...], str]:
     return tuple(os.path.join(folder, f) for f in files), example
 
 
+def check_model_count(paths: Sequence[str]) -> None:
+    """Merging shares neurons between networks: with one model there is nothing to merge, and
+    the "comparison" would be one network against itself, so refuse it before anything runs."""
+    if len(paths) < 2:
+        given = f"got {len(paths)}" + (f" ('{paths[0]}')" if paths else "")
+        raise InputError(f"merging needs at least two models, one per task; {given}: pass "
+                         "--models=a.keras,b.keras,...")
+
+
 def check_model_file(path: str) -> None:
     """Refuse missing, unreadable and Keras 3 model files before TensorFlow touches them."""
     if not os.path.exists(path):

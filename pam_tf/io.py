@@ -14,18 +14,40 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(OSError):
+    """Writing a result failed (disk full, permission denied, ...). The message names the file
+    and says that the earlier version, if any, is unchanged: the write never reached it."""
+
+
+def _write_error(path: str, e: OSError) -> WriteError:
+    why = e.strerror or str(e)
+    return WriteError(e.errno, f"could not write {path}: {why} (an earlier {os.path.basename(path)}"
+                               " is unchanged)", path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path next to `path`; on success it replaces `path` in one rename."""
+    """Yield a temporary path next to `path`; on success it replaces `path` in one rename.
+
+    Any OSError on the way (creating the temporary file, writing it, the rename) becomes a
+    :class:`WriteError` naming `path`; the temporary file is removed and `path` keeps its old
+    bytes, so a full disk or a read-only folder never leaves a half-written result."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1], dir=folder)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any file
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1], dir=folder)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any file
+    except OSError as e:
+        raise _write_error(path, e) from e
     try:
         yield tmp
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as e:
+        raise _write_error(path, e) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -70,6 +92,8 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:

@@ -138,14 +138,15 @@ def pam_plan_from_information(traced: Sequence[TracedModel], tasks: Sequence[Tas
         owners.append(grouping.owners)
         sizes = {"+".join(tasks[i].name for i in sorted(k)): len(v)
                  for k, v in grouping.groups().items()}
+        # No timings in the plan: its bytes (and the manifest's plan_sha256) must depend on the
+        # network only; the regroup stage's time is in stages.json, per layer in the log.
         layer_meta.append({"layer": layer.name, "alpha": grouping.alpha_used,
                            "sigma2": table.sigma2[l], "information": grouping.layer_information,
-                           "dropped": len(grouping.dropped()), "groups": sizes,
-                           "seconds": round(time.perf_counter() - start, 3)})
+                           "dropped": len(grouping.dropped()), "groups": sizes})
         progress(f"  regroup {layer.name:>8}: {table.acts[l].shape[1]} neurons -> "
                  + ", ".join(f"{k}: {v}" for k, v in sizes.items())
                  + f", dropped {len(grouping.dropped())}"
-                 f" ({layer_meta[-1]['seconds']:.1f} s)")
+                 f" ({time.perf_counter() - start:.1f} s)")
     return plan_from_owners(
         chain, [t.name for t in tasks], [t.n_outputs for t in tasks],
         [traced[i].chain.head.activation for i in range(len(tasks))], owners, method="pam",

@@ -24,8 +24,8 @@ from pam_tf import io
 from pam_tf.artifacts import Network, load_latency, load_traced, save_latency, save_traced
 from pam_tf.chain import TraceError, check_same_chain, trace_model
 from pam_tf.config import RunConfig
-from pam_tf.inputs import (InputError, check_model_file, example_models, load_models,
-                           parse_combinations, tasks_for_models, versions)
+from pam_tf.inputs import (InputError, check_model_count, check_model_file, example_models,
+                           load_models, parse_combinations, tasks_for_models, versions)
 from pam_tf.methods import MergeInputs, Method, methods_of_run
 from pam_tf.runfolder import RunFolder, fingerprint, stage_key
 
@@ -354,7 +354,8 @@ class Pipeline:
 
     def run_all(self, command: str = "") -> str:
         """Run (or resume) every stage; returns the output folder."""
-        for path in self.config.models:  # cheap checks before anything is written
+        check_model_count(self.config.models)  # cheap checks before anything is written
+        for path in self.config.models:
             check_model_file(path)
         self.folder.open()
         c = self.config

@@ -85,3 +85,50 @@ def test_cli_host_with_models_dir(tflite_dir, tmp_path, capsys):
     assert rc == 0 and "2 runs done now" in capsys.readouterr().out
     assert [row["model"] for row in read_csv(tmp_path / "out" / "summary_models.csv")] == [
         "nomerge__a.tflite", "nomerge__b.tflite"]
+
+
+def test_compiled_model_runner_computes_what_the_interpreter_computes(tflite_dir):
+    """Inputs really reach the CompiledModel's TensorBuffers: same outputs as the Interpreter."""
+    import numpy as np
+
+    from android_bench.host import _CompiledModelRunner, _InterpreterRunner, _random_inputs
+
+    path = str(tflite_dir / "nomerge__b.tflite")
+    interp, compiled = _InterpreterRunner(path, 1, "xnnpack"), _CompiledModelRunner(path, 1, "xnnpack")
+    assert [s for _, _, s, _ in compiled.inputs] == [s for _, _, s, _ in interp.inputs] == [[1, 28, 28, 1]]
+    x = _random_inputs(compiled.inputs, seed=3)
+    assert np.array_equal(x[0], _random_inputs(interp.inputs, seed=3)[0])
+    for runner in (interp, compiled):
+        runner.set_inputs(x)
+        runner.invoke()
+    want = interp.interpreter.get_tensor(interp.interpreter.get_output_details()[0]["index"])
+    got = compiled.output_buffers[0].read(10, np.float32)
+    np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-5)
+    assert float(np.abs(want).sum()) > 0
+
+
+def test_host_sweep_with_compiled_model_keeps_its_own_runtime_and_run_ids(tflite_dir, tmp_path):
+    from android_bench.errors import ResultsMismatchError
+
+    models = load_manifest(tflite_dir / "manifest.json")
+    config = PlanConfig(threads=(1,), repeats=1, **QUICK)
+    report = run_host_sweep(models, tmp_path / "cm", config, host_api="compiled_model", progress=lambda _l: None)
+    assert (report.ok, report.failed) == (2, 0)
+    cm = ResultsLog(tmp_path / "cm").read()
+    assert all(r["command"][0] == "ai_edge_litert.compiled_model.CompiledModel.from_file" for r in cm)
+    assert all(r["settings"]["runtime"].endswith(" CompiledModel") and r["metrics"]["avg_ms"] > 0 for r in cm)
+    assert all("api=compiled_model" in r["raw_output"] for r in cm)
+    run_host_sweep(models, tmp_path / "it", config, progress=lambda _l: None)
+    it = ResultsLog(tmp_path / "it").read()
+    assert {r["run_id"] for r in cm}.isdisjoint(r["run_id"] for r in it)
+    with pytest.raises(ResultsMismatchError):  # one folder, one API
+        run_host_sweep(models, tmp_path / "it", config, host_api="compiled_model", progress=lambda _l: None)
+    with pytest.raises(HostModeError, match="host API 'tflite' is unknown"):
+        run_host_sweep(models, tmp_path / "x", config, host_api="tflite")
+
+
+def test_cli_host_api_compiled_model(tflite_dir, tmp_path, capsys):
+    rc = cli_main(["host", "--models_dir", str(tflite_dir), "--out", str(tmp_path / "out"), "--repeats", "1",
+                   "--num_runs", "5", "--min_secs", "0", "--warmup_min_secs", "0", "--host_api", "compiled_model"])
+    assert rc == 0 and "2 runs done now" in capsys.readouterr().out
+    assert all(r["settings"]["runtime"].endswith(" CompiledModel") for r in ResultsLog(tmp_path / "out").read())

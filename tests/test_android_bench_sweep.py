@@ -118,7 +118,9 @@ def test_hung_run_times_out_is_recorded_and_the_sweep_goes_on(tmp_path, models_d
     records = ResultsLog(tmp_path / "out").read()
     assert [r["status"] for r in records] == ["ok", "timeout", "ok"]
     assert records[1]["error"]["type"] == "RunTimeoutError"
-    assert ["-s", "FAKE0001", "shell", f"pkill -f {REMOTE_ROOT}/benchmark_model"] in fake.calls()
+    assert "killed it on the device (checked: gone)" in report.failures[0]
+    assert ["-s", "FAKE0001", "shell", f"pkill -f '{REMOTE_ROOT}/[b]enchmark_model'"] in fake.calls()
+    assert fake.procs() == []  # the hung benchmark_model no longer runs on the phone
     rows = read_csv(tmp_path / "out" / "summary_models.csv")
     assert sorted(row["failed_runs"] for row in rows) == ["0", "0", "1"]
 

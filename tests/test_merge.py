@@ -59,6 +59,27 @@ def test_pam_plan_is_deterministic(trained):
     assert a == b
 
 
+def test_pam_plan_bytes_do_not_depend_on_the_clock(trained, monkeypatch):
+    """Plan equality ignores meta, so compare the JSON and the manifest's fingerprint of it:
+    a slower second run (each clock reading 1.5 s later) must give the same bytes."""
+    import itertools
+    import json
+
+    import pam_tf.merge as merge_module
+    from pam_tf.export.manifest import plan_fingerprint
+
+    ds, models, traced = trained
+    x, y = info_batch(ds)
+    plans = []
+    for step in (0.001, 1.5):
+        ticks = itertools.count(0.0, step)
+        monkeypatch.setattr(merge_module.time, "perf_counter", lambda: next(ticks))
+        plans.append(pam_plan(models, traced, ds.tasks[:2], x, y, progress=lambda s: None))
+    a, b = plans
+    assert json.dumps(a.to_json(), sort_keys=True) == json.dumps(b.to_json(), sort_keys=True)
+    assert plan_fingerprint(a) == plan_fingerprint(b)
+
+
 def test_trivial_plans(trained):
     ds, models, traced = trained
     none = get_method("none").produce(MergeInputs(traced, ds.tasks[:2]))

@@ -18,8 +18,10 @@ from pam_tf.pipeline import InputError, Pipeline, RunConfig
 from pam_tf.train import save_single_task_model, train_single_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=2,
-            info_samples=64, criterion="magnitude", budget=60.0)
+# budget 6.6 points binds: PAM's step 2 leaves it (t0 7.03 points below its reference) and,
+# without retries, pruning returns step 1 (test_end_to_end_... checks that it did)
+FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=3,
+            info_samples=64, criterion="magnitude", budget=6.6, backtracks=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,51 @@ def test_end_to_end_writes_the_whole_output_folder(finished_run):
     assert any(line.startswith("[report] done") for line in lines)
 
 
+def _report_rows(report):
+    """{(combination, method): {column: cell}} from the report's results table."""
+    lines = report.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("| combination | method |"))
+    header = [h.strip() for h in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        rows[(cells["combination"], cells["method"])] = cells
+    return rows
+
+
+def test_end_to_end_numbers_agree_plan_manifest_report_with_a_binding_budget(finished_run):
+    """Not only that the files exist: the budget stopped PAM's pruning, and every FLOPs, MACs
+    and params figure of the manifest is the pruned plan's, and the report's are the manifest's
+    (accuracy and latency too)."""
+    from pam_tf.plan import Plan
+
+    out, _ = finished_run
+    history = json.load(open(os.path.join(out, "prune_history.json")))
+    assert history["reason"] == "budget", history.get("message")
+    report = open(os.path.join(out, "report.md")).read()
+    rows = _report_rows(report)
+    assert f"- **PAM**: {history['message']}" in report
+    returned = next(a for a in history["history"] if a["step"] == history["step"] and a["within_budget"])
+    pam_plan = Plan.load(os.path.join(out, "plan.json"))
+    assert pam_plan.widths() == returned["widths"]  # the plan is the last network inside the budget
+    assert pam_plan.cost(pam_plan.tasks).flops == returned["flops"]
+    for folder, title in ((out, "PAM"), (os.path.join(out, "baselines", "b1"), "B1 (no merging)")):
+        plan = Plan.load(os.path.join(folder, "plan.json"))
+        manifest = json.load(open(os.path.join(folder, "tflite", "manifest.json")))
+        latency = json.load(open(os.path.join(folder, "bench", "latency.json")))
+        for c in manifest["combinations"]:
+            cost, key = plan.cost(c["tasks"]), "+".join(c["tasks"])
+            assert (c["flops"], c["macs"], c["params"]) == (cost.flops, cost.macs, cost.params)
+            row = rows[(key, title)]
+            assert row["MFLOPs"] == f"{cost.flops / 1e6:.4f}" and row["MMACs"] == f"{cost.macs / 1e6:.4f}"
+            assert row["params"] == str(cost.params)
+            for task, acc in c["accuracy"].items():
+                assert row[f"acc {task} (%)"] == f"{100 * acc:.2f}"
+            assert row["p50 (ms)"] == f"{latency[key]['p50_ms']:.3f}"
+
+
 def test_rerun_resumes_and_redoes_nothing(finished_run, model_files):
     out, _ = finished_run
     before = {f: os.path.getmtime(os.path.join(out, f)) for f in ("plan.json", "report.md")}
@@ -111,7 +158,7 @@ def test_changed_export_flag_reruns_export_benchmark_and_report(finished_run, mo
 def test_folder_holding_a_different_run_is_refused_and_kept(finished_run, model_files):
     out, _ = finished_run
     run_json = open(os.path.join(out, "run.json")).read()
-    with pytest.raises(InputError, match=r"holds a different run \(--budget: 60.0 then, 70.0 now"):
+    with pytest.raises(InputError, match=r"holds a different run \(--budget: 6.6 then, 70.0 now"):
         Pipeline(config(model_files, budget=70.0), out, quiet).run_all()
     assert open(os.path.join(out, "run.json")).read() == run_json
 
@@ -122,6 +169,26 @@ def test_out_naming_a_file_is_refused(tmp_path, model_files):
     with pytest.raises(InputError, match=f"--out '{out}' is a file, not a folder"):
         Pipeline(config(model_files), str(out), quiet).run_all()
     assert out.read_text() == "not a folder"
+
+
+def test_single_model_is_refused_before_anything_is_written(tmp_path, model_files):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"^merging needs at least two models, one per task; "
+                                         rf"got 1 \('{model_files[0]}'\)"):
+        Pipeline(config([model_files[0]]), str(out), quiet).run_all()
+    assert not os.path.exists(out)
+
+
+def test_cli_refuses_a_single_model_with_exit_status_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.merge_and_export", "--models=one.keras",
+         "--suite=synthetic", f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 2, proc.stderr
+    assert "merge_and_export: error: merging needs at least two models, one per task; got 1 " \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_missing_model_file_is_named(tmp_path, model_files):
@@ -221,8 +288,9 @@ def test_budget_that_cannot_be_met_is_an_error(tmp_path, model_files, monkeypatc
 
 def test_cli_reports_bad_input_with_exit_status_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.merge_and_export", f"--models={tmp_path / 'x.keras'}",
-         "--suite=synthetic", f"--out={tmp_path / 'out'}"],
+        [sys.executable, "-m", "tools.merge_and_export",
+         f"--models={tmp_path / 'x.keras'},{tmp_path / 'y.keras'}", "--suite=synthetic",
+         f"--out={tmp_path / 'out'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
     assert proc.returncode == 2, proc.stderr

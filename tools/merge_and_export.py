@@ -23,6 +23,7 @@ from absl import app, flags, logging
 from pam_tf import config as config_module
 from pam_tf.config import RunConfig, define_flags, flag_names
 from pam_tf.inputs import InputError, example_models
+from pam_tf.io import WriteError
 from pam_tf.methods import METHODS
 from tools._paths import user_path
 
@@ -66,6 +67,10 @@ def main(argv: list[str]) -> int:
     except InputError as e:
         print(f"merge_and_export: error: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:  # disk full, read-only folder: no traceback, the file named
+        print(f"merge_and_export: error: {e.strerror}; rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     print(f"merge_and_export: done; report: {os.path.join(out, 'report.md')}")
     return 0
 

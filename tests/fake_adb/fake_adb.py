@@ -196,8 +196,12 @@ class Shell:
         self.root = state.fs_root(dev)
         self.out: list[str] = []
         self.err: list[str] = []
+        self.line = ""
+        self.exe = ""
+        self.killed_self = False  # a pkill whose pattern matched this shell's own command line
 
     def run_line(self, line: str) -> int:
+        self.line = line
         try:
             commands = tokenize(line)
         except SyntaxError as e:
@@ -205,6 +209,8 @@ class Shell:
             return 2
         rc = 0
         for words in commands:
+            if self.killed_self:
+                break
             if words and words[0] == "&&":
                 if rc != 0:
                     continue
@@ -234,6 +240,9 @@ class Shell:
     # -- commands --------------------------------------------------------------------------
     def run(self, argv: list[str]) -> int:
         name = argv[0]
+        if name in self.state.faults().get("missing_commands", []):  # an old toybox
+            self.err.append(f"{SH}: {name}: inaccessible or not found\n")
+            return 127
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if handler is not None and "/" not in name:
             return handler(argv[1:])
@@ -284,6 +293,10 @@ class Shell:
             return 2
         rc = 1
         for a in files[1:]:
+            if a.startswith("/sys/") and self.state.faults().get("sysfs_unreadable"):
+                self.err.append(f"grep: {a}: Permission denied\n")
+                rc = 2
+                continue
             text = self._read_sys(a)
             if text is None:
                 self.err.append(f"grep: {a}: No such file or directory\n")
@@ -354,8 +367,44 @@ class Shell:
         time.sleep(float(args[0]))
         return 0
 
+    # Processes: a benchmark run that hangs is entered in the device's process table ("procs" in
+    # its config entry) before it sleeps. When the host kills the hung `adb shell`, the entry
+    # stays, as benchmark_model keeps running on a real phone, until pkill removes it.
+    # faults.survives_pkill: "term" (only pkill -9 ends it) or "all" (nothing does).
+    def _proc_matches(self, args: list[str]) -> tuple[list[dict], bool, str | None]:
+        import re
+        sig9 = any(a in ("-9", "-KILL", "-SIGKILL") for a in args)
+        words = [a for a in args if not a.startswith("-")]
+        if "-f" not in args or len(words) != 1:
+            return [], sig9, "usage: pkill|pgrep -f PATTERN (the fake knows only -f)"
+        pattern = re.compile(words[0])
+        return [p for p in self.dev.get("procs", []) if pattern.search(p["args"])], sig9, None
+
+    def _own_shell_matches(self, args: list[str]) -> bool:
+        import re
+        words = [a for a in args if not a.startswith("-")]
+        return bool(words) and re.search(words[0], f"sh -c {self.line}") is not None
+
+    def cmd_pgrep(self, args: list[str]) -> int:
+        found, _, usage = self._proc_matches(args)
+        if usage:
+            self.err.append(usage + "\n")
+            return 2
+        self.out += [f"{p['pid']}\n" for p in found]
+        return 0 if found else 1
+
     def cmd_pkill(self, args: list[str]) -> int:
-        return 1  # nothing of ours is still running in the fake
+        found, sig9, usage = self._proc_matches(args)
+        if usage:
+            self.err.append(usage + "\n")
+            return 2
+        survives = self.state.faults().get("survives_pkill")
+        killed = [p for p in found if not (survives == "all" or (survives == "term" and not sig9))]
+        self.dev["procs"] = [p for p in self.dev.get("procs", []) if p not in killed]
+        if self._own_shell_matches(args):  # the pattern matched the shell running pkill: it dies
+            self.killed_self = True
+            return 143 if not sig9 else 137
+        return 0 if found else 1
 
     def cmd_taskset(self, args: list[str]) -> int:
         if len(args) < 2:
@@ -384,6 +433,7 @@ class Shell:
         if self.state.faults().get("binary_not_executable") or head != MARKER:
             self.err.append(f"{SH}: {path}: not executable: 64-bit ELF file\n")
             return 126
+        self.exe = path
         return FakeBenchmark(self).main(args)
 
 
@@ -428,6 +478,9 @@ class FakeBenchmark:
         faults = self.state.faults()
         self.state.save()
         if n in faults.get("hang_on_runs", []):
+            procs = dev.setdefault("procs", [])
+            procs.append({"pid": 4242 + n, "args": " ".join([self.sh.exe, *args])})
+            self.state.save()
             time.sleep(3600)
         if n in faults.get("garbage_on_runs", []):
             self.sh.out.append("Segmentation fault\n\x1b[0m?? core dumped ??\nxyzzy 12 34\n")
@@ -457,6 +510,9 @@ class FakeBenchmark:
                                            f"FULLY_CONNECTED,{avg / 2000:.3f},{avg / 2000:.3f},50%,50%,0,1,dense\n")
         if disconnect_on == n:  # mode "after": this run completes, then the phone goes away
             dev["gone"] = True
+            self.state.save()
+        if faults.get("unauthorize_on_run") == n:  # the phone stops trusting this computer
+            dev["state"] = "unauthorized"
             self.state.save()
         return 0
 
@@ -565,25 +621,42 @@ def devices_listing(state: State, long: bool) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+#: adb's device errors as older clients print them ("legacy", the default; Debian's adb 29) and as
+#: current platform-tools print them ("modern": no "error:", e.g. "adb: device offline").
+WORDINGS = {
+    "legacy": {"not_found": "error: device '{serial}' not found",
+               "none": "error: no devices/emulators found",
+               "several": "error: more than one device/emulator",
+               "unauthorized": "error: device unauthorized.",
+               "offline": "error: device offline"},
+    "modern": {"not_found": "adb: device '{serial}' not found",
+               "none": "adb: no devices/emulators found",
+               "several": "adb: more than one device/emulator",
+               "unauthorized": "adb: device unauthorized.",
+               "offline": "adb: device offline"},
+}
+
+
 def pick_device(state: State, serial: str | None) -> tuple[dict | None, str]:
+    words = WORDINGS[state.config.get("wording", "legacy")]
     visible = state.visible_devices()
     if serial:
         match = [d for d in visible if d["serial"] == serial]
         if not match:
-            return None, f"error: device '{serial}' not found\n"
+            return None, words["not_found"].format(serial=serial) + "\n"
         dev = match[0]
     else:
         if not visible:
-            return None, "error: no devices/emulators found\n"
+            return None, words["none"] + "\n"
         if len(visible) > 1:
-            return None, "error: more than one device/emulator\n"
+            return None, words["several"] + "\n"
         dev = visible[0]
     if dev["state"] == "unauthorized":
-        return None, ("error: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n"
+        return None, (words["unauthorized"] + "\nThis adb server's $ADB_VENDOR_KEYS is not set\n"
                       "Try 'adb kill-server' if that seems wrong.\n"
                       "Otherwise check for a confirmation dialog on your device.\n")
     if dev["state"] == "offline":
-        return None, "error: device offline\n"
+        return None, words["offline"] + "\n"
     return dev, ""
 
 

@@ -96,6 +96,10 @@ class FakeAdb:
     def fs(self, serial: str = "FAKE0001") -> Path:
         return self.state / "devices" / serial
 
+    def procs(self, serial: str = "FAKE0001") -> list[dict[str, Any]]:
+        """The phone's process table: benchmark runs that hung and were not killed on it."""
+        return next(d.get("procs", []) for d in self.config()["devices"] if d["serial"] == serial)
+
     def runs(self, serial: str = "FAKE0001") -> int:
         return next(d.get("runs", 0) for d in self.config()["devices"] if d["serial"] == serial)
 
