@@ -241,7 +241,9 @@ class Pipeline:
                 checkpoint_dir=os.path.join(out, "prune_checkpoints", subfolder).rstrip(os.sep),
                 seed=self.config.seed, progress=lambda line: self.log(f"  {label}: {line}"),
                 teacher=None if teacher is None else {t.name: teacher[t.name] for t in tasks})
-            if result.reason == "unpruned_outside_budget" and settings.target_flops is None:
+            # a method starting from another's result (PAM-S) keeps such a start as its result
+            if result.reason == "unpruned_outside_budget" and settings.target_flops is None \
+                    and method.starts_from is None:
                 raise InputError(f"the accuracy budget of {settings.budget} points cannot be met "
                                  f"({label}): {result.message}. Raise --budget, or use "
                                  "--target_flops")

@@ -625,3 +625,28 @@ def test_protect_failed_resumes_after_protecting_with_the_same_result(setup, mon
     assert saved["protections"] == 1 and list(precious(setup[0])) in saved["protected"]
     again = run_precious(setup, backtracks=2, protect_failed=1, checkpoint_dir=str(tmp_path))
     same_result(again, full)
+
+
+FINAL_STEPS = 7  # a length no other fine-tune of these runs has: marks the final fine-tune
+
+
+def test_a_final_fine_tune_that_leaves_the_budget_is_not_kept(setup, monkeypatch):
+    """The final fine-tune may not return a network outside the budget that the state it
+    started from was inside: its weights are dropped, the message says so."""
+    import pam_tf.prune.loop as loop
+
+    real = loop.finetune
+
+    def harmful_final(plan, weights, tasks, data, *, steps, **kw):
+        out = real(plan, weights, tasks, data, steps=steps, **kw)
+        return {k: v * 0 for k, v in out.items()} if steps == FINAL_STEPS else out
+
+    def zero_is_bad(plan, weights, tasks, data, batch_size=512):
+        acc = 0.5 if all(not v.any() for v in weights.values()) else 1.0
+        return {t: acc for t in plan.tasks}
+    monkeypatch.setattr(loop, "finetune", harmful_final)
+    monkeypatch.setattr(loop, "evaluate", zero_is_bad)
+    ref = {t: 1.0 for t in setup[0].tasks}
+    res = run(setup, reference_accuracy=ref, final_finetune_steps=FINAL_STEPS, max_prune_steps=1)
+    assert "the final fine-tune left the budget" in res.message
+    assert any(v.any() for v in res.weights.values()) and min(res.accuracy.values()) == 1.0

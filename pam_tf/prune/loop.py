@@ -408,7 +408,9 @@ class _Run:
         seed = self.seed + FINAL_SEED_OFFSET
         begin(seed)
         if s.final_finetune_steps > 0:
+            before = weights
             weights = self._finetune(plan, weights, s.final_finetune_steps, seed)
+            weights, message = self._kept_inside(plan, before, weights, acc, message)
         if s.unstructured_sparsity:
             from pam_tf.prune.unstructured import sparsify, zero_fraction
             weights = sparsify(plan, weights, self.tasks, self.train,
@@ -418,6 +420,23 @@ class _Run:
             message += (f"; unstructured sparsity {zero_fraction(plan, weights):.2f} of hidden "
                         "kernels")
         return weights, message, evaluate(plan, weights, self.tasks, self.val)
+
+    def _kept_inside(self, plan: Plan, before: dict[str, np.ndarray],
+                     after: dict[str, np.ndarray], acc: dict[str, float], message: str
+                     ) -> tuple[dict[str, np.ndarray], str]:
+        """The final fine-tune's weights, unless (budget mode) they put a task outside the
+        budget that the network was inside before it: then the weights before it. The returned
+        network is inside the budget whenever the state it came from was, so what is derived
+        from it (PAM-S's cuts) starts inside too."""
+        if self.target_mode or self._record(0, plan, acc, 0, 0.0).within_budget is False:
+            return after, message
+        acc_after = evaluate(plan, after, self.tasks, self.val)
+        if self._record(0, plan, acc_after, 0, 0.0).within_budget is not False:
+            return after, message
+        worse = ", ".join(f"{t} {100 * acc[t]:.2f}% -> {100 * acc_after[t]:.2f}%"
+                          for t in self.reference if acc_after[t] < acc[t])
+        return before, message + (f"; the final fine-tune left the budget ({worse}): kept the "
+                                  "weights before it")
 
     def _finish(self, reason: str, message: str, step: int, plan: Plan,
                 weights: dict[str, np.ndarray], acc: dict[str, float]) -> PruneResult:
