@@ -16,7 +16,8 @@ tests a method's name. A method is:
   it needs: the single-task models and the training half (``uses_data``), or the pruned network
   of another method of the same run (``starts_from``: that method runs first).
 
-Registering another method (e.g. MTZ, B2) is one subclass and one entry in :data:`METHODS`.
+Registering another method is one subclass and one entry in :data:`METHODS` (MTZ, B2, is one:
+:class:`MtzMethod`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 from pam_tf.artifacts import Network
 from pam_tf.build import inherit_weights, weight_shapes
 from pam_tf.chain import TracedModel, check_same_chain
-from pam_tf.config import MergeConfig
+from pam_tf.config import MergeConfig, MtzConfig
 from pam_tf.plan import Plan, combine_single_task_plans, no_merge_plan, shared_plan, split_by_task
 from pam_tf.tasks import Task
 
@@ -41,6 +42,7 @@ class MergeInputs:
     tasks: Sequence[Task]
     information: object | None = None  # pam_tf.merge.InformationTable when uses_information
     merge: MergeConfig = field(default_factory=MergeConfig)
+    mtz: MtzConfig = field(default_factory=MtzConfig)   # MTZ's settings (B2)
     progress: Callable[[str], None] = print
     models: Sequence | None = None      # the tf_keras single-task models, when uses_data
     train: tuple | None = None          # (x, {task: y}) of the training half, when uses_data
@@ -146,14 +148,34 @@ class FullyShared(Method):
         return shared_plan(*inputs.plan_args())
 
 
+@dataclass(frozen=True)
+class MtzMethod(Method):
+    """B2: Multi-Task Zipping (method.md §8), then the same pruning. Its start is its own:
+    layer-by-layer zipping with Hessian-weighted merged weights and short retraining
+    (:mod:`pam_tf.mtz`), from the single-task nets and the training half."""
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        return self.start(inputs).plan
+
+    def start(self, inputs: MergeInputs) -> Network:
+        from pam_tf.mtz import zip_networks
+
+        if inputs.train is None:
+            raise ValueError("MTZ needs the training half (Hessians and retraining): its "
+                             "method must declare uses_data")
+        return zip_networks(inputs.traced, inputs.tasks, inputs.train, inputs.mtz,
+                            models=inputs.models, seed=inputs.seed, progress=inputs.progress)
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     PamMethod("pam", "pam", "PAM", uses_information=True),
     NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
+    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True),
     FullyShared("shared", "shared", "fully shared"),
 )}
 
 #: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
-BASELINES: tuple[str, ...] = ("none",)
+BASELINES: tuple[str, ...] = ("none", "mtz")
 
 
 def get_method(name: str) -> Method:

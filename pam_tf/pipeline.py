@@ -196,8 +196,9 @@ class Pipeline:
         if method.starts_from is not None:
             parent = Network.load(self.method_dir(self.parent_of(method)), "plan.json",
                                   "weights.npz")
-        return MergeInputs(self.traced, self.tasks, information, self.config.merge, self.log,
-                           models=models, train=train, parent=parent, seed=self.config.seed)
+        return MergeInputs(self.traced, self.tasks, information, self.config.merge,
+                           mtz=self.config.mtz, progress=self.log, models=models, train=train,
+                           parent=parent, seed=self.config.seed)
 
     def parent_of(self, method: Method) -> Method:
         """The method of this run whose pruned network `method` starts from."""
@@ -335,7 +336,7 @@ class Pipeline:
         if method.starts_from is not None:
             extra.append(self.keys[f"{self.parent_of(method).label}/prune"])
         if method.uses_data:
-            extra += [c.data, self.keys["validate"]]
+            extra += [c.data, c.mtz, self.keys["validate"]]
         regroup = self._run(f"{lab}/regroup", lambda: self.stage_regroup(method),
                             self.keys["trace"], info_key if method.uses_information else None,
                             c.merge if method.uses_information else None, *extra)
