@@ -19,7 +19,8 @@ from pam_tf.train import save_single_task_model, train_single_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=2,
-            info_samples=64, criterion="magnitude", budget=60.0)
+            info_samples=64, criterion="magnitude", budget=60.0, mtz_samples=64,
+            mtz_retrain_steps=4)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,12 @@ def test_end_to_end_writes_the_whole_output_folder(finished_run):
                  "prune_history.json", "tflite/manifest.json", "bench/results.jsonl",
                  "report.md", "plots/flops_per_combination.png", "plots/accuracy_per_task.png",
                  "plots/latency_per_combination.png", "plots/groups_per_layer.png",
-                 "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json"):
+                 "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json",
+                 "baselines/b2/plan_merged.json", "baselines/b2/tflite/manifest.json"):
         assert os.path.exists(os.path.join(out, name)), name
     report = open(os.path.join(out, "report.md")).read()
     assert "| t0+t1 | PAM |" in report and "| t0+t1 | B1 (no merging) |" in report
+    assert "| t0+t1 | B2 (MTZ) |" in report
     manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
     assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
     assert any(line.startswith("[report] done") for line in lines)
@@ -88,7 +91,7 @@ def test_changed_benchmark_flag_reruns_only_benchmark_and_report(finished_run, m
     lines = []
     Pipeline(config(model_files, bench_threads=2), out, lines.append).run_all()
     ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
-    assert ran == ["pam/benchmark", "b1/benchmark", "report"]
+    assert ran == ["pam/benchmark", "b1/benchmark", "b2/benchmark", "report"]
     assert "[pam/export] already done in an earlier run: resuming after it" in lines
     assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in before}
     stages = json.load(open(os.path.join(out, "stages.json")))
@@ -103,7 +106,7 @@ def test_changed_export_flag_reruns_export_benchmark_and_report(finished_run, mo
     lines = []
     Pipeline(config(model_files, layout="split", benchmark=False), out, lines.append).run_all()
     ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
-    assert ran == ["pam/export", "b1/export", "report"]
+    assert ran == ["pam/export", "b1/export", "b2/export", "report"]
     manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
     assert manifest["layout"] == "split"
 
