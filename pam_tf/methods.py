@@ -13,8 +13,10 @@ tests a method's name. A method is:
   whether its starting network is a merge that must first recover by fine-tuning (``merged``:
   inherited block-diagonal weights are not function-preserving, method.md §6), and whether its
   combinations run separate single-task files (``separate_files``); and, optionally, what more
-  it needs: the single-task models and the training half (``uses_data``), or the pruned network
-  of another method of the same run (``starts_from``: that method runs first).
+  it needs: the single-task models and the training half (``uses_data``), the pruned network
+  of another method of the same run (``starts_from``: that method runs first), and the config
+  sections its start reads besides those (``config_sections``, e.g. MTZ's ``"mtz"``: they join
+  its merge stage's resume key).
 
 Registering another method is one subclass and one entry in :data:`METHODS` (MTZ, B2, is one:
 :class:`MtzMethod`).
@@ -42,12 +44,12 @@ class MergeInputs:
     tasks: Sequence[Task]
     information: object | None = None  # pam_tf.merge.InformationTable when uses_information
     merge: MergeConfig = field(default_factory=MergeConfig)
-    mtz: MtzConfig = field(default_factory=MtzConfig)   # MTZ's settings (B2)
     progress: Callable[[str], None] = print
     models: Sequence | None = None      # the tf_keras single-task models, when uses_data
     train: tuple | None = None          # (x, {task: y}) of the training half, when uses_data
     parent: Network | None = None       # the pruned network of `starts_from`, when set
     seed: int = 0
+    mtz: MtzConfig = field(default_factory=MtzConfig)   # MTZ's settings (B2)
 
     def plan_args(self) -> tuple:
         """(chain, task names, head units, head activations): what every producer needs."""
@@ -84,6 +86,7 @@ class Method:
     separate_files: bool = False
     uses_data: bool = False
     starts_from: str | None = None
+    config_sections: tuple[str, ...] = ()  # more RunConfig sections its start reads (e.g. "mtz")
 
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
@@ -170,7 +173,7 @@ class MtzMethod(Method):
 METHODS: dict[str, Method] = {m.name: m for m in (
     PamMethod("pam", "pam", "PAM", uses_information=True),
     NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
-    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True),
+    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",)),
     FullyShared("shared", "shared", "fully shared"),
 )}
 

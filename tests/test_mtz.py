@@ -249,16 +249,20 @@ def synthetic_models(tmp_path_factory):
     return paths
 
 
-def test_main_job_runs_method_mtz_end_to_end(synthetic_models, tmp_path):
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.merge_and_export", f"--models={','.join(synthetic_models)}",
+def main_job(models, out, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.merge_and_export", f"--models={','.join(models)}",
          "--suite=synthetic", "--method=mtz", "--nocompare", f"--out={out}", "--nobenchmark",
          "--train_samples=256", "--val_samples=128", "--finetune_steps=4",
          "--max_prune_steps=2", "--criterion=magnitude", "--budget=60",
-         "--mtz_samples=64", "--mtz_retrain_steps=4"],
+         "--mtz_samples=64", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+
+
+def test_main_job_runs_method_mtz_end_to_end(synthetic_models, tmp_path):
+    out = tmp_path / "out"
+    proc = main_job(synthetic_models, out, "--mtz_retrain_steps=4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MTZ: zipping 2 networks" in proc.stdout
     merged = json.load(open(out / "plan_merged.json"))
@@ -269,3 +273,9 @@ def test_main_job_runs_method_mtz_end_to_end(synthetic_models, tmp_path):
     manifest = json.load(open(out / "tflite" / "manifest.json"))
     assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
     assert "B2 (MTZ)" in open(out / "report.md").read()
+    # an MTZ setting is part of B2's merge stage key (not the run's identity): B2 runs again
+    again = main_job(synthetic_models, out, "--mtz_retrain_steps=5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[trace] already done in an earlier run: resuming after it" in again.stdout
+    assert "[b2/regroup] its settings or inputs changed since the earlier run: running it " \
+        "again" in again.stdout
