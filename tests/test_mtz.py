@@ -144,6 +144,31 @@ def test_a_singular_hessian_is_damped_and_says_so():
     assert none.amount == 0 and np.array_equal(same, np.eye(3))
 
 
+def test_a_zip_with_two_different_hessians_writes_the_merged_weights_of_each_pair():
+    from pam_tf.chain import check_same_chain
+    from pam_tf.mtz import zip_layer
+    from pam_tf.plan import no_merge_plan
+
+    traced = [trace_model(tiny_cnn(1), "a"), trace_model(tiny_cnn(2), "b")]
+    plan = no_merge_plan(check_same_chain(traced), ["a", "b"], [3, 3], ["sigmoid"] * 2)
+    state = ZipState.from_plan(plan, inherit_weights(plan, traced))
+    h_a, h_b = (layer_hessian(images(8, seed=s), "conv", kernel_size=(3, 3)) for s in (1, 2))
+    record = zip_layer(state, 0, [0], 1, 3, h_a, h_b, 1e-6, progress=lambda _: None)
+    assert record["pairs"] == 3 and state.kernels[0].shape[2] == 4 + 1  # 3 of b's 4 merged
+
+    def vector(model, neuron):
+        kernel, bias = traced[model].weights[0]
+        return np.append(kernel[..., neuron].ravel(), bias[neuron])
+    index = {tuple(s): i for i, s in enumerate(state.ids[0])}
+    for (ma, i), (mb, j) in record["matched"]:
+        expected = merged_weights(h_a, h_b, vector(ma, i)[None], vector(mb, j)[None])[0]
+        col = index[(ma, i)]
+        got = np.append(state.kernels[0][:, :, col].ravel(), state.biases[0][col])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert (mb, j) not in index  # b's neuron lives on only as the merged one
+        assert state.owners[0][col].tolist() == [True, True]
+
+
 # ----- plans -----------------------------------------------------------------------------------
 def test_dense_form_gives_back_the_weights_of_a_plan_with_many_groups():
     plan, weights = pam3()

@@ -99,20 +99,24 @@ def zip_layer(state: ZipState, l: int, trunk: Sequence[int], q: int, k: int, h_a
     in_own = state.input_owners(l)
     inputs = np.flatnonzero(np.all(in_own[:, want_trunk], axis=1) | in_own[:, q])
     rows = _input_rows(state, l, inputs)
-    damped = {}
-    hs = []
-    for side, h in (("trunk " + into, h_a), (state.tasks[q], h_b)):
-        h, info = damp(h[np.ix_(rows, rows)], damping)
-        if info.amount > 0:
-            progress(f"    {layer.name} ({side}): {info.describe()}")
-            damped[side] = info.amount
-        hs.append(h)
+    trunk_side, q_side = f"{layer.name} (trunk {into})", f"{layer.name} ({state.tasks[q]})"
+    if h_a is h_b:  # one layer input for both sides (every task sees the same images)
+        h, amount = _damped(h_a, rows, damping, f"{layer.name} ({into} and {state.tasks[q]})",
+                            progress)
+        hs, amounts = [h, h], [amount, amount]
+    else:
+        (ha, amount_a), (hb, amount_b) = (_damped(h_a, rows, damping, trunk_side, progress),
+                                          _damped(h_b, rows, damping, q_side, progress))
+        hs, amounts = [ha, hb], [amount_a, amount_b]
+    damped = {side: amount for side, amount in zip(("trunk", state.tasks[q]), amounts)
+              if amount > 0}
     a = _vectors(state, l, inputs, a_cols)
     b = _vectors(state, l, inputs, b_cols)
     costs = pair_costs(hs[0], hs[1], a, b)
     ri, cj = greedy_match(costs, k)
     merged = merged_weights(hs[0], hs[1], a[ri], b[cj])
     keep, away = a_cols[ri], b_cols[cj]
+    matched = [[list(state.ids[l][i]), list(state.ids[l][j])] for i, j in zip(keep, away)]
     kern = state.kernels[l]
     kern[:, :, keep] = 0.0
     kern[:, inputs[:, None], keep[None, :]] = merged[:, :-1].reshape(
@@ -123,8 +127,17 @@ def zip_layer(state: ZipState, l: int, trunk: Sequence[int], q: int, k: int, h_a
     state.remove(l, away)
     chosen = costs[ri, cj]
     record.update(cost_total=float(chosen.sum()), cost_median=float(np.median(chosen)),
-                  cost_max=float(chosen.max()), damped=damped)
+                  cost_max=float(chosen.max()), damped=damped, matched=matched)
     return record
+
+
+def _damped(h: np.ndarray, rows: np.ndarray, damping: float, where: str,
+            progress: Callable[[str], None]) -> tuple[np.ndarray, float]:
+    """The Hessian restricted to `rows`, damped if near-singular (and the progress says so)."""
+    out, info = damp(h[np.ix_(rows, rows)], damping)
+    if info.amount > 0:
+        progress(f"    {where}: {info.describe()}")
+    return out, info.amount
 
 
 def _sample(n: int, count: int, seed: int) -> np.ndarray:
