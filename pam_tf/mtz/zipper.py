@@ -194,6 +194,7 @@ def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tu
                                      progress))
             state.legalize()
         plan = state.to_plan(METHOD)
+        _check_complete(plan, layer.name)
         weights = state.weights_for(plan)
         steps = config.mtz_retrain_steps
         if steps:
@@ -213,13 +214,13 @@ def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tu
     plan = state.to_plan(METHOD, meta={"mtz": {
         "degrees": degrees, "samples": int(len(xs)), "order": names, "layers": layers_meta,
         "reference_accuracy_samples": reference}})
-    _check_complete(plan)
+    _check_complete(plan, "the end")
     return Network(plan, state.weights_for(plan))
 
 
-def _check_complete(plan: Plan) -> None:
+def _check_complete(plan: Plan, where: str) -> None:
     """Zipping never leaves a group unread or reading nothing; say so loudly if it did."""
     lost = plan.meta.get("dropped_unreadable", 0) + plan.meta.get("dropped_unread", 0)
     if lost:
-        raise RuntimeError(f"MTZ produced {lost} neurons the plan had to drop (a bug: every "
-                           "zipped network should be a valid plan as it stands)")
+        raise RuntimeError(f"MTZ after {where}: {lost} neurons the plan had to drop (a bug: "
+                           "every zipped network should be a valid plan as it stands)")
