@@ -169,6 +169,26 @@ def test_a_zip_with_two_different_hessians_writes_the_merged_weights_of_each_pai
         assert state.owners[0][col].tolist() == [True, True]
 
 
+def test_zipping_two_512_neuron_dense_layers_takes_seconds():
+    import time
+
+    from pam_tf.chain import check_same_chain
+    from pam_tf.mtz import zip_layer
+    from pam_tf.plan import no_merge_plan
+
+    widths = (4, 6, 400, 512)
+    traced = [trace_model(tiny_cnn(s, widths=widths), name) for s, name in ((1, "a"), (2, "b"))]
+    plan = no_merge_plan(check_same_chain(traced), ["a", "b"], [3, 3], ["sigmoid"] * 2)
+    state = ZipState.from_plan(plan, inherit_weights(plan, traced))
+    x = np.maximum(np.random.default_rng(0).normal(size=(1000, 800)), 0)  # fc4 reads 2 x 400
+    h = layer_hessian(x, "dense")
+    start = time.perf_counter()
+    record = zip_layer(state, 3, [0], 1, 512, h, h, 1e-6, progress=lambda _: None)
+    seconds = time.perf_counter() - start
+    assert record["pairs"] == 512 and state.kernels[3].shape == (1, 800, 512)
+    assert seconds < 20, f"zipping 2 x 512 neurons took {seconds:.1f} s"
+
+
 # ----- plans -----------------------------------------------------------------------------------
 def test_dense_form_gives_back_the_weights_of_a_plan_with_many_groups():
     plan, weights = pam3()
