@@ -10,6 +10,7 @@ it reads (see :mod:`pam_tf.stages`):
     DataConfig     the split policy (info batch, validation half, test half, fine-tune subset)
     InfoConfig     the information estimate (KDE σ², conv reduction)
     MergeConfig    how PAM regroups (mode, α)
+    MtzConfig      how MTZ (baseline B2) zips the networks (Hessian samples, retraining, degree)
     PruneSettings  the pruning loop (criterion, budget, schedule length, fine-tuning, ranking)
     ExportConfig   the .tflite files (combinations, weight format, layout)
     BenchConfig    the host LiteRT benchmark
@@ -113,6 +114,53 @@ class MergeConfig(_Section):
         """α of a layer kind ('conv' or 'dense')."""
         own = self.alpha_conv if kind == "conv" else self.alpha_dense
         return self.alpha if own is None else own
+
+
+@dataclass(frozen=True)
+class MtzConfig(_Section):
+    """How Multi-Task Zipping (baseline B2, method.md §8; :mod:`pam_tf.mtz`) merges the nets.
+    Read only by the MTZ method's merge stage (its resume key), not part of a run's identity, so
+    adding it left every earlier run folder valid."""
+
+    mtz_samples: int = setting(1024, "Training images whose layer inputs estimate each layer's "
+                               "Hessian (MTZ).", lower=16)
+    mtz_retrain_steps: int = setting(300, "Mini-batches of joint retraining after each zipped "
+                                     "layer (MTZ; 0: none).", lower=0)
+    mtz_merge: tuple[str, ...] = setting(("1",), "MTZ merge degree: fraction of each hidden "
+                                         "layer's neurons zipped into shared ones, one value for "
+                                         "every layer or one per hidden layer (1: the paper's "
+                                         "B2, one shared trunk).")
+    mtz_damping: float = setting(1e-6, "MTZ: a Hessian whose smallest eigenvalue is below this "
+                                 "fraction of its largest is damped by that much times its "
+                                 "largest (and the progress output says so).",
+                                 lower=0.0, upper=1.0)
+    mtz_lr: float = setting(1e-3, "Learning rate (Adam) of MTZ's retraining.", lower=0.0)
+    mtz_batch_size: int = setting(64, "Mini-batch size of MTZ's retraining.", lower=1)
+
+    def __post_init__(self) -> None:
+        # --mtz_merge arrives as a list (absl), a number (--set mtz_merge=0.5) or a string
+        raw = self.mtz_merge
+        values = (raw,) if isinstance(raw, (str, int, float)) else tuple(raw)
+        object.__setattr__(self, "mtz_merge", tuple(str(v).strip() for v in values))
+        super().__post_init__()
+        self.merge_degrees()
+
+    def merge_degrees(self) -> tuple[float, ...]:
+        """--mtz_merge as fractions in [0, 1] (ValueError naming the bad value)."""
+        if not self.mtz_merge:
+            raise ValueError("--mtz_merge: give one fraction in [0, 1], or one per hidden layer")
+        out = []
+        for v in self.mtz_merge:
+            try:
+                f = float(v)
+            except ValueError:
+                raise ValueError(f"--mtz_merge: {v!r} is not a number (expected fractions in "
+                                 "[0, 1], e.g. 1 or 1,1,0.5,0.5)") from None
+            if not 0.0 <= f <= 1.0:
+                raise ValueError(f"--mtz_merge: {v} is outside [0, 1] (the fraction of a "
+                                 "layer's neurons to zip)")
+            out.append(f)
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -229,7 +277,7 @@ class BenchConfig(_Section):
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "info": InfoConfig, "merge": MergeConfig,
-                             "prune": PruneSettings, "export": ExportConfig,
+                             "mtz": MtzConfig, "prune": PruneSettings, "export": ExportConfig,
                              "bench": BenchConfig}
 
 
@@ -244,8 +292,9 @@ class RunConfig:
     models: tuple[str, ...]
     suite: str
     method: str = setting("pam", "Merge method of the run (see pam_tf.methods): pam, none (B1: "
-                          "no merging), shared (one all-task trunk).")
-    compare: bool = setting(True, "Also run the baselines (B1) for the report (--nocompare to "
+                          "no merging), mtz (B2: Multi-Task Zipping), shared (one all-task "
+                          "trunk).")
+    compare: bool = setting(True, "Also run the baselines (B1, B2) for the report (--nocompare to "
                             "skip them).")
     seed: int = setting(0, "Seed for every random choice (info batch, fine-tuning order).",
                         lower=0)
@@ -255,6 +304,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     info: InfoConfig = field(default_factory=InfoConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
+    mtz: MtzConfig = field(default_factory=MtzConfig)
     prune: PruneSettings = field(default_factory=PruneSettings)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)

@@ -13,10 +13,13 @@ tests a method's name. A method is:
   whether its starting network is a merge that must first recover by fine-tuning (``merged``:
   inherited block-diagonal weights are not function-preserving, method.md §6), and whether its
   combinations run separate single-task files (``separate_files``); and, optionally, what more
-  it needs: the single-task models and the training half (``uses_data``), or the pruned network
-  of another method of the same run (``starts_from``: that method runs first).
+  it needs: the single-task models and the training half (``uses_data``), the pruned network
+  of another method of the same run (``starts_from``: that method runs first), and the config
+  sections its start reads besides those (``config_sections``, e.g. MTZ's ``"mtz"``: they join
+  its merge stage's resume key).
 
-Registering another method (e.g. MTZ, B2) is one subclass and one entry in :data:`METHODS`.
+Registering another method is one subclass and one entry in :data:`METHODS` (MTZ, B2, is one:
+:class:`MtzMethod`).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import numpy as np
 from pam_tf.artifacts import Network
 from pam_tf.build import inherit_weights, weight_shapes
 from pam_tf.chain import TracedModel, check_same_chain
-from pam_tf.config import MergeConfig
+from pam_tf.config import MergeConfig, MtzConfig
 from pam_tf.plan import Plan, combine_single_task_plans, no_merge_plan, shared_plan, split_by_task
 from pam_tf.tasks import Task
 
@@ -46,6 +49,7 @@ class MergeInputs:
     train: tuple | None = None          # (x, {task: y}) of the training half, when uses_data
     parent: Network | None = None       # the pruned network of `starts_from`, when set
     seed: int = 0
+    mtz: MtzConfig = field(default_factory=MtzConfig)   # MTZ's settings (B2)
 
     def plan_args(self) -> tuple:
         """(chain, task names, head units, head activations): what every producer needs."""
@@ -82,6 +86,7 @@ class Method:
     separate_files: bool = False
     uses_data: bool = False
     starts_from: str | None = None
+    config_sections: tuple[str, ...] = ()  # more RunConfig sections its start reads (e.g. "mtz")
 
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
@@ -175,9 +180,29 @@ class FullyShared(Method):
         return shared_plan(*inputs.plan_args())
 
 
+@dataclass(frozen=True)
+class MtzMethod(Method):
+    """B2: Multi-Task Zipping (method.md §8), then the same pruning. Its start is its own:
+    layer-by-layer zipping with Hessian-weighted merged weights and short retraining
+    (:mod:`pam_tf.mtz`), from the single-task nets and the training half."""
+
+    def produce(self, inputs: MergeInputs) -> Plan:
+        return self.start(inputs).plan
+
+    def start(self, inputs: MergeInputs) -> Network:
+        from pam_tf.mtz import zip_networks
+
+        if inputs.train is None:
+            raise ValueError("MTZ needs the training half (Hessians and retraining): its "
+                             "method must declare uses_data")
+        return zip_networks(inputs.traced, inputs.tasks, inputs.train, inputs.mtz,
+                            models=inputs.models, seed=inputs.seed, progress=inputs.progress)
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     PamMethod("pam", "pam", "PAM", uses_information=True),
     NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
+    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",)),
     FullyShared("shared", "shared", "fully shared"),
 )}
 
@@ -186,7 +211,7 @@ SPECIALISED = Specialised("pam_spec", "pam_spec", "PAM-S (PAM, then each task's 
                           "pruned alone)", merged=False, separate_files=True, starts_from="pam")
 
 #: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
-BASELINES: tuple[str, ...] = ("none",)
+BASELINES: tuple[str, ...] = ("none", "mtz")
 
 
 def get_method(name: str) -> Method:

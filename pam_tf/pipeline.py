@@ -18,6 +18,7 @@ Layout of the output folder (the primary method at the top, baselines below):
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Callable
 
 from pam_tf import io
@@ -200,7 +201,8 @@ class Pipeline:
             parent = Network.load(self.method_dir(self.parent_of(method)), "plan.json",
                                   "weights.npz")
         return MergeInputs(self.traced, self.tasks, information, self.config.merge, self.log,
-                           models=models, train=train, parent=parent, seed=self.config.seed)
+                           models=models, train=train, parent=parent, seed=self.config.seed,
+                           mtz=self.config.mtz)
 
     def parent_of(self, method: Method) -> Method:
         """The method of this run whose pruned network `method` starts from."""
@@ -214,6 +216,9 @@ class Pipeline:
         start = method.start(self.merge_inputs(method))
         out = self.method_dir(method)
         os.makedirs(out, exist_ok=True)
+        # a new start makes the pruning checkpoints of an earlier one stale (e.g. after an
+        # --mtz_* flag changed, which re-runs B2 in the same folder)
+        shutil.rmtree(os.path.join(out, "prune_checkpoints"), ignore_errors=True)
         start.save(out, "plan_merged.json", "weights_merged.npz")
         return {"widths": start.plan.widths()}
 
@@ -341,6 +346,7 @@ class Pipeline:
             extra.append(self.keys[f"{self.parent_of(method).label}/prune"])
         if method.uses_data:
             extra += [c.data, self.keys["validate"]]
+        extra += [getattr(c, section) for section in method.config_sections]
         regroup = self._run(f"{lab}/regroup", lambda: self.stage_regroup(method),
                             self.keys["trace"], info_key if method.uses_information else None,
                             c.merge if method.uses_information else None, *extra)

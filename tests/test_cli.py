@@ -38,7 +38,7 @@ def test_help_exits_0_and_lists_the_flags():
 
 @pytest.mark.parametrize("args, message", [
     (["--budget=-1"], "flag --budget=-1: -1.0 is not a non-negative number"),
-    (["--method=bogus"], "value should be one of <pam|none|shared>"),
+    (["--method=bogus"], "value should be one of <pam|none|mtz|shared>"),
     (["--criterion=bogus"], "value should be one of <taylor|vib|magnitude>"),
 ])
 def test_invalid_flag_values_fail_with_absl_message(args, message):
@@ -51,7 +51,7 @@ def test_invalid_flag_values_fail_with_absl_message(args, message):
 def test_method_error_names_every_allowed_value():
     proc = run_cli("--method=bogus")
     assert proc.returncode != 0
-    for value in ("pam", "none", "shared"):
+    for value in ("pam", "none", "mtz", "shared"):
         assert value in proc.stderr, proc.stderr
 
 

@@ -23,9 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_registry_names_plan_methods_and_labels_uniquely():
     assert [m.name for m in METHODS.values()] == list(METHODS)
     assert len({m.label for m in METHODS.values()}) == len(METHODS)
-    assert [m.label for m in methods_of_run("pam", compare=True)] == ["pam", "b1"]
-    assert [m.label for m in methods_of_run("none", compare=True)] == ["b1"]
-    with pytest.raises(ValueError, match="unknown merge method 'mtx'; one of pam, none, shared"):
+    assert [m.label for m in methods_of_run("pam", compare=True)] == ["pam", "b1", "b2"]
+    assert [m.label for m in methods_of_run("none", compare=True)] == ["b1", "b2"]
+    with pytest.raises(ValueError, match="unknown merge method 'mtx'; one of pam, none, mtz, shared"):
         get_method("mtx")
 
 

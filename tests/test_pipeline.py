@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # budget 6.6 points binds: PAM's step 2 leaves it (t0 7.03 points below its reference) and,
 # without retries, pruning returns step 1 (test_end_to_end_... checks that it did)
 FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=3,
-            info_samples=64, criterion="magnitude", budget=6.6, backtracks=0)
+            info_samples=64, criterion="magnitude", budget=6.6, backtracks=0, mtz_samples=64,
+            mtz_retrain_steps=4)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,12 @@ def test_end_to_end_writes_the_whole_output_folder(finished_run):
                  "prune_history.json", "tflite/manifest.json", "bench/results.jsonl",
                  "report.md", "plots/flops_per_combination.png", "plots/accuracy_per_task.png",
                  "plots/latency_per_combination.png", "plots/groups_per_layer.png",
-                 "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json"):
+                 "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json",
+                 "baselines/b2/plan_merged.json", "baselines/b2/tflite/manifest.json"):
         assert os.path.exists(os.path.join(out, name)), name
     report = open(os.path.join(out, "report.md")).read()
     assert "| t0+t1 | PAM |" in report and "| t0+t1 | B1 (no merging) |" in report
+    assert "| t0+t1 | B2 (MTZ) |" in report
     manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
     assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
     assert any(line.startswith("[report] done") for line in lines)
@@ -135,7 +138,7 @@ def test_changed_benchmark_flag_reruns_only_benchmark_and_report(finished_run, m
     lines = []
     Pipeline(config(model_files, bench_threads=2), out, lines.append).run_all()
     ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
-    assert ran == ["pam/benchmark", "b1/benchmark", "report"]
+    assert ran == ["pam/benchmark", "b1/benchmark", "b2/benchmark", "report"]
     assert "[pam/export] already done in an earlier run: resuming after it" in lines
     assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in before}
     stages = json.load(open(os.path.join(out, "stages.json")))
@@ -150,7 +153,7 @@ def test_changed_export_flag_reruns_export_benchmark_and_report(finished_run, mo
     lines = []
     Pipeline(config(model_files, layout="split", benchmark=False), out, lines.append).run_all()
     ran = [l[1:].split("]")[0] for l in lines if l.startswith("[") and l.endswith("] ...")]
-    assert ran == ["pam/export", "b1/export", "report"]
+    assert ran == ["pam/export", "b1/export", "b2/export", "report"]
     manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
     assert manifest["layout"] == "split"
 

@@ -52,7 +52,7 @@ def test_specialise_needs_pam_as_the_primary_method(model_files):  # noqa: F811
         methods_of_run("none", compare=True, specialise=True)
     with pytest.raises(InputError, match="--specialise"):
         Pipeline(config(model_files, method="none", specialise=True), "unused")
-    assert [m.label for m in methods_of_run("pam", True, True)] == ["pam", "b1", "pam_spec"]
+    assert [m.label for m in methods_of_run("pam", True, True)] == ["pam", "b1", "b2", "pam_spec"]
 
 
 def test_the_main_job_prunes_each_cut_alone_and_exports_one_file_per_task(model_files,  # noqa
