@@ -115,6 +115,19 @@ def test_pam_not_cheaper_on_all_tasks_fails_unless_not_required():
     assert verdict.endswith("VERDICT: SOUND")
 
 
+def test_cheaper_than_requires_only_the_named_baselines():
+    b2 = method("b2", "B2 (MTZ)", False, flops={"a": 60_000, "b": 60_000, "a+b": 61_000})
+    methods = [method(), b1(), b2]
+    assert failing(methods) == {"pam_cheaper": [
+        "PAM is not cheaper than B2 (MTZ) on a+b: 0.1500 vs 0.0610 MFLOPs (B2/PAM = 0.407x)"]}
+    checks = compare.run_checks(methods, cheaper_than=["b1"])
+    assert compare.problems(checks) == []
+    assert checks[3].notes == ["PAM is not cheaper than B2 (MTZ) on a+b: 0.1500 vs 0.0610 "
+                               "MFLOPs (B2/PAM = 0.407x)"]
+    slower_b1 = [method(), b1(flops={"a": 90_000, "b": 100_000, "a+b": 140_000}), b2]
+    assert "B1 (no merging)" in failing(slower_b1, cheaper_than=["b1"])["pam_cheaper"][0]
+
+
 def test_every_problem_is_listed_at_once_and_the_summary_is_strict_json(tmp_path):
     pam = method(acc=0.5)
     pam.combinations["a"]["latency_ms"] = float("nan")
