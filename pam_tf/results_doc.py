@@ -5,14 +5,20 @@ seeds, the ratio of every baseline to PAM per combination (mean over seeds, with
 maximum), each task's test accuracy against its budget, host latency; a plot of the ratios.
 The README's result table is the fashion2 part of the same rendering (:func:`readme_table`),
 checked by a test against the committed results.
+
+Two experiments get sections of their own: the relatedness sweep (`fashion-related-k`, k = 0..5,
+rendered as one table and two plots against k instead of six sections, since its point is the
+trend), and PAM's paper mode against its subsets mode wherever an experiment runs subsets mode by
+default and has a variant that differs from it in the mode only.
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
+import re
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -276,6 +282,397 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
     return lines
 
 
+# --- the relatedness sweep (fashion-related-k) ------------------------------------------------
+
+RELATED = re.compile(r"^fashion-related-(\d+)$")
+RELATED_COMBOS = ("a", "b", "a+b")
+
+
+def related_k(experiment: str) -> int | None:
+    """k of a `fashion-related-k` experiment, None for any other experiment."""
+    m = RELATED.match(experiment)
+    return int(m.group(1)) if m else None
+
+
+def relatedness_sets(groups: dict[tuple[str, str], dict[str, list[dict]]]
+                     ) -> dict[str, dict[int, dict[str, list[dict]]]]:
+    """criterion → k → method label → results over seeds, for the sweep's experiments only
+    (they are rendered together, as one curve, rather than as six sections)."""
+    out: dict = defaultdict(dict)
+    for (exp, criterion), by_method in groups.items():
+        k = related_k(exp)
+        if k is not None:
+            out[criterion][k] = by_method
+    return {c: dict(sorted(v.items())) for c, v in out.items()}
+
+
+def shared_widths(layers: list[dict[str, int]], tasks: list[str]) -> list[int]:
+    """Per layer, the neurons of the group owned by every task (0 where a layer has none)."""
+    everyone = set(tasks)
+    return [sum(w for key, w in layer.items() if set(key.split("+")) == everyone)
+            for layer in layers]
+
+
+def _total_widths(layers: list[dict[str, int]]) -> list[int]:
+    return [sum(layer.values()) for layer in layers]
+
+
+def relatedness_row(k: int, by_method: dict[str, list[dict]]) -> dict:
+    """The numbers of one k: B1/PAM per combination over the seeds both methods ran, PAM's
+    all-task ("shared") and total neurons per layer before and after pruning (per seed), budget
+    counts. Kept apart from the formatting so tests can check the numbers themselves."""
+    pam = by_method.get(PRIMARY, [])
+    rat = ratios(by_method, "b1") if "b1" in by_method else {}
+    tasks = pam[0]["tasks"] if pam else []
+    return {
+        "k": k,
+        "ratio_seeds": sorted({r["seed"] for r in pam}
+                              & {r["seed"] for r in by_method.get("b1", [])}),
+        "ratio": {c: rat.get(c, []) for c in RELATED_COMBOS},
+        "flops": {l: {c: [r["combinations"][c]["flops"] for r in runs
+                          if c in r["combinations"]] for c in RELATED_COMBOS}
+                  for l, runs in by_method.items()},
+        "shared_before": [shared_widths(r["groups_merged"], tasks) for r in pam],
+        "shared_after": [shared_widths(r["groups"], tasks) for r in pam],
+        "total_before": [_total_widths(r["groups_merged"]) for r in pam],
+        "total_after": [_total_widths(r["groups"]) for r in pam],
+        "within_budget": {l: (sum(all((r.get("within_budget") or {}).values()) for r in runs),
+                              len(runs)) for l, runs in by_method.items()},
+    }
+
+
+def _pm(values: list[float], spec: str = ".2f") -> str:
+    """mean ± std (ddof 1) of `values`; the mean alone for a single value, '–' for none."""
+    if not values:
+        return "–"
+    v = np.asarray(values, float)
+    if len(v) == 1:
+        return f"{v[0]:{spec}}"
+    return f"{v.mean():{spec}} ± {v.std(ddof=1):{spec}}"
+
+
+def _layer_means(per_seed: list[list[int]]) -> list[float]:
+    return list(np.mean(per_seed, axis=0)) if per_seed else []
+
+
+def _ratio_table(rows: list[dict]) -> list[str]:
+    lines = ["| k | shared classes | seeds | B1/PAM a | B1/PAM b | B1/PAM a+b | PAM a+b MFLOPs "
+             "| B1 a+b MFLOPs | within budget PAM / B1 |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        fl = row["flops"]
+        ok = row["within_budget"]
+        cells = [_pm(row["ratio"][c]) for c in RELATED_COMBOS]
+        cells += [_pm([v / 1e6 for v in fl.get(l, {}).get("a+b", [])], ".4f")
+                  for l in (PRIMARY, "b1")]
+        budget = " / ".join(f"{ok[l][0]}/{ok[l][1]}" if l in ok else "–" for l in (PRIMARY, "b1"))
+        seeds = ",".join(map(str, row["ratio_seeds"])) or "–"
+        n = len(row["ratio_seeds"])
+        lines.append(f"| {row['k']} | {5 - row['k']} of 5 | {seeds} (n={n}) | "
+                     + " | ".join(cells) + f" | {budget} |")
+    return lines
+
+
+def _shared_table(rows: list[dict]) -> list[str]:
+    n_layers = max((len(r["shared_after"][0]) for r in rows if r["shared_after"]), default=0)
+    head = ["k", *[f"layer {i + 1}" for i in range(n_layers)], "all layers"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if not row["shared_after"]:
+            continue
+        sb, sa = _layer_means(row["shared_before"]), _layer_means(row["shared_after"])
+        tb, ta = _layer_means(row["total_before"]), _layer_means(row["total_after"])
+        cells = [f"{b:.1f}/{tb_:.1f} → {a:.1f}/{ta_:.1f}"
+                 for b, a, tb_, ta_ in zip(sb, sa, tb, ta)]
+        cells.append(f"{sum(sb):.1f}/{sum(tb):.1f} → {sum(sa):.1f}/{sum(ta):.1f}")
+        lines.append(f"| {row['k']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _trend(ks: list[int], values: list[float]) -> float | None:
+    """Least-squares slope of `values` against k (None with fewer than two points)."""
+    if len(ks) < 2:
+        return None
+    return float(np.polyfit(np.asarray(ks, float), np.asarray(values, float), 1)[0])
+
+
+def relatedness_findings(rows: list[dict]) -> list[str]:
+    """Sentences read off the numbers: how the gain and the sharing move with k, and where that
+    differs from what the paper's sweep (method.md §10) and fashion2 row lead one to expect."""
+    rows = [r for r in rows if r["ratio"]["a+b"] and r["shared_after"]]
+    if not rows:
+        return []
+    ks = [r["k"] for r in rows]
+    both = [float(np.mean(r["ratio"]["a+b"])) for r in rows]
+    single = [float(np.mean(r["ratio"]["a"] + r["ratio"]["b"])) for r in rows]
+    frac = [float(np.mean([sum(s) / max(1, sum(t)) for s, t in
+                           zip(r["shared_after"], r["total_after"])])) for r in rows]
+    out = [f"Measured: B1/PAM for a+b goes from {both[0]:.2f}× at k = {ks[0]} to {both[-1]:.2f}× "
+           f"at k = {ks[-1]} (least-squares slope {_trend(ks, both) or 0.0:+.3f} per k); for a "
+           f"single task from {single[0]:.2f}× to {single[-1]:.2f}× (slope "
+           f"{_trend(ks, single) or 0.0:+.3f}). After pruning, the all-task group holds "
+           f"{100 * frac[0]:.0f} % of PAM's hidden neurons at k = {ks[0]} and {100 * frac[-1]:.0f} "
+           f"% at k = {ks[-1]} (slope {100 * (_trend(ks, frac) or 0.0):+.1f} points per k)."]
+    falls = len(ks) >= 2 and (_trend(ks, both) or 0.0) < 0
+    out.append("method.md §10 records the paper's own sweep (LFW, VGG-16) but not its numbers, "
+               "so this is set against what its conditions (§3) predict: information useful to "
+               "both tasks lives once, in the shared group, so the less related the tasks, the "
+               "less there is to share and the smaller PAM's gain over B1 on the combination. "
+               + ("Here the a+b gain does fall with k, as predicted."
+                  if falls else
+                  "Here the a+b gain does **not** fall with k, unlike that prediction."))
+    lows = [(r["k"], f) for r, s, f in zip(rows, single, frac) if s < 1.0]
+    if lows:
+        paper = PAPER_FASHION2_RATIO
+        text = (f"Single tasks cost more with PAM than with B1 (ratio below 1) at k = "
+                f"{', '.join(str(k) for k, _ in lows)}, unlike the paper's fashion2 row (A "
+                f"{paper['a']:.2f}×, B {paper['b']:.2f}×, method.md §10)")
+        if min(f for _, f in lows) >= 0.5:
+            text += (": there the pruned PAM net is mostly its all-task group (table above), so "
+                     "running one task computes the other's features as well, while the paper's "
+                     "pruned nets keep exclusive neurons in every layer (method.md §7).")
+        out.append(text if text.endswith(".") else text + ".")
+    return out
+
+
+def _relatedness_plots(plots: str, criterion: str, rows: list[dict]) -> list[str]:
+    """Two line plots (B1/PAM against k; all-task neurons per layer against k); their file
+    names, [] when there is nothing to plot."""
+    from pam_tf.report import _plt, _save
+
+    rows = [r for r in rows if r["shared_after"]]
+    if not rows:
+        return []
+    plt = _plt()
+    ks = [r["k"] for r in rows]
+    names = []
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for c in RELATED_COMBOS:
+        pts = [(r["k"], np.mean(r["ratio"][c]),
+                np.std(r["ratio"][c], ddof=1) if len(r["ratio"][c]) > 1 else 0.0)
+               for r in rows if r["ratio"][c]]
+        if pts:
+            x, y, e = zip(*pts)
+            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=c)
+    ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label="equal cost")
+    ax.set_xlabel("k (task b's classes swapped for unrelated ones)")
+    ax.set_ylabel("B1 / PAM FLOPs (>1: PAM cheaper)")
+    ax.set_title(f"relatedness sweep ({criterion})")
+    ax.set_xticks(ks)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    name = f"relatedness_ratio_{criterion}.png"
+    _save(fig, os.path.join(plots, name))
+    names.append(name)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    n_layers = len(rows[0]["shared_after"][0])
+    for i in range(n_layers):
+        line = ax.plot(ks, [_layer_means(r["shared_after"])[i] for r in rows], marker="o",
+                       label=f"layer {i + 1} after")[0]
+        ax.plot(ks, [_layer_means(r["shared_before"])[i] for r in rows], marker="x",
+                linestyle=":", color=line.get_color(), label=f"layer {i + 1} before")
+    ax.set_xlabel("k (task b's classes swapped for unrelated ones)")
+    ax.set_ylabel("neurons in the all-task group")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_title(f"shared neurons, before and after pruning ({criterion})")
+    ax.set_xticks(ks)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    name = f"relatedness_shared_{criterion}.png"
+    _save(fig, os.path.join(plots, name))
+    names.append(name)
+    return names
+
+
+def _fashion2_line(rows: list[dict], fashion2: dict[str, list[dict]] | None) -> list[str]:
+    """k = 5 has fashion2's two tasks: set its a+b ratio beside fashion2's, whose nets differ
+    (shipped at seed 0), as a measure of how much the nets alone move the ratio."""
+    last = next((r for r in rows if r["k"] == 5 and r["ratio"]["a+b"]), None)
+    ref = ratios(fashion2, "b1").get("a+b") if fashion2 and "b1" in fashion2 else None
+    if not last or not ref:
+        return []
+    return [f"k = 5 has fashion2's tasks: B1/PAM for a+b is {_pm(last['ratio']['a+b'])} here "
+            f"(n = {len(last['ratio']['a+b'])}) and {_pm(ref)} in the fashion2 section "
+            f"(n = {len(ref)}, other nets)."]
+
+
+def relatedness_section(criterion: str, by_k: dict[int, dict[str, list[dict]]],
+                        plots: str, fashion2: dict[str, list[dict]] | None = None) -> list[str]:
+    """The sweep's section: one row per k instead of one section per experiment (its point is
+    the trend against k); `fashion2`: that experiment's results of the same criterion."""
+    rows = [relatedness_row(k, by_method) for k, by_method in sorted(by_k.items())]
+    seeds = sorted({r["seed"] for bm in by_k.values() for runs in bm.values() for r in runs})
+    exps = ",".join(f"fashion-related-{k}" for k in sorted(by_k))
+    first = next(iter(next(iter(by_k.values())).values()))[0]
+    budget = first.get("budget_points")
+    lines = ["", f"## Relatedness sweep: fashion-related-k ({criterion})", "",
+             f"LeNet-5 on Fashion-MNIST; task a = classes 0-4, task b = task a with its last k "
+             f"classes swapped for classes 5 .. 4+k (k = 5 is fashion2's pair, with nets trained "
+             f"here rather than the shipped ones). Each k trains its own pair of single-task nets "
+             f"per seed, each task's net from its own seed (task a's from the same seed at every "
+             f"k, so across the sweep only task b changes). Seeds present: "
+             f"{', '.join(map(str, seeds))}; k present: "
+             f"{', '.join(map(str, sorted(by_k)))}.", "",
+             f"Command: `python -m tools.reproduce --experiments={exps} --criteria={criterion} "
+             f"--seeds={','.join(map(str, seeds))}`", "",
+             "B1/PAM FLOPs per combination, mean ± std over the seeds both methods ran (> 1: PAM "
+             f"is cheaper); MFLOPs mean ± std; seeds whose all-task accuracy is within the "
+             f"budget ({budget} point(s), test half).", ""]
+    lines += _ratio_table(rows)
+    lines += ["", "PAM's neurons in the all-task (shared) group per layer, over all its hidden "
+              "neurons in that layer, before pruning (after regrouping) → after pruning, mean "
+              "over seeds (LeNet-5's layers 1-4 are c1, c2, f3, f4):", ""]
+    lines += _shared_table(rows)
+    for name, alt in zip(_relatedness_plots(plots, criterion, rows),
+                         ("B1/PAM against k", "shared neurons against k")):
+        lines += ["", f"![{alt}](results_plots/{name})"]
+    for text in relatedness_findings(rows) + _fashion2_line(rows, fashion2):
+        lines += ["", text]  # one paragraph each
+    return lines
+
+
+# --- PAM's paper mode (two group kinds) against subsets mode -----------------------------------
+
+_IGNORED_FOR_MODE = ("seed", "mode", "compare")
+
+
+def mode_variants(variants: dict[str, list[dict]]) -> tuple[list[dict], str, list[dict]] | None:
+    """(subsets-mode runs, paper-mode variant name, its runs) when an experiment has both: the
+    default runs in subsets mode and a variant that differs from them in the mode only."""
+    default = variants.get("", [])
+    if not default or default[0]["settings"].get("mode") != "subsets":
+        return None
+    base = {k: v for k, v in default[0]["settings"].items() if k not in _IGNORED_FOR_MODE}
+    for name, runs in sorted(variants.items()):
+        s = runs[0]["settings"]
+        if name and s.get("mode") == "paper" and base == {
+                k: v for k, v in s.items() if k not in _IGNORED_FOR_MODE}:
+            return default, name, runs
+    return None
+
+
+def mode_comparison(subsets: list[dict], paper: list[dict], b1: list[dict]) -> list[dict]:
+    """Per combination kind (number of tasks): over the combinations of that kind and the seeds
+    both modes ran, PAM MFLOPs of each mode, paper/subsets FLOPs and B1/PAM for each mode
+    (B1 does not depend on the mode). One dict per kind, for the table and for tests."""
+    sub = {r["seed"]: r for r in subsets}
+    pap = {r["seed"]: r for r in paper}
+    base = {r["seed"]: r for r in b1}
+    seeds = sorted(set(sub) & set(pap))
+    if not seeds:
+        return []
+    combos = list(sub[seeds[0]]["combinations"])
+    out = []
+    for size in sorted({len(c.split("+")) for c in combos}):
+        kind = [c for c in combos if len(c.split("+")) == size]
+        row: dict = {"tasks": size, "combinations": len(kind), "seeds": seeds,
+                     "subsets_mflops": [], "paper_mflops": [], "paper_over_subsets": [],
+                     "b1_over_subsets": [], "b1_over_paper": []}
+        for s in seeds:
+            for c in kind:
+                fs = sub[s]["combinations"][c]["flops"]
+                fp = pap[s]["combinations"][c]["flops"]
+                row["subsets_mflops"].append(fs / 1e6)
+                row["paper_mflops"].append(fp / 1e6)
+                row["paper_over_subsets"].append(fp / fs)
+                if s in base:
+                    fb = base[s]["combinations"][c]["flops"]
+                    row["b1_over_subsets"].append(fb / fs)
+                    row["b1_over_paper"].append(fb / fp)
+        out.append(row)
+    return out
+
+
+def mode_section(key: tuple[str, str], subsets: list[dict], name: str, paper: list[dict],
+                 b1: list[dict]) -> list[str]:
+    """PAM in the paper's mode (exclusive + one all-task group) against subsets mode (a group
+    per task subset), per combination kind."""
+    exp, criterion = key
+    rows = mode_comparison(subsets, paper, b1)
+    if not rows:
+        return []
+    seeds = rows[0]["seeds"]
+    lines = ["", f"## PAM paper mode against subsets mode: {exp} ({criterion})", "",
+             f"`{exp}` runs PAM in subsets mode (a group for any set of tasks); variant `{name}` "
+             "runs it in the paper's mode (exclusive groups and one all-task group, method.md "
+             "§2), "
+             "all else equal. B1 is the same for both (it does not merge). Seeds "
+             f"{', '.join(map(str, seeds))}; per row, means over the combinations of that kind "
+             "and the seeds (± std over those values).", "",
+             f"Command: `python -m tools.reproduce --experiments={exp} --criteria={criterion} "
+             f"--seeds={','.join(map(str, seeds))} --variant={name} --set mode=paper,"
+             "compare=false`", "",
+             "| tasks per combination | combinations | PAM subsets MFLOPs | PAM paper MFLOPs | "
+             "paper / subsets FLOPs | B1/PAM subsets | B1/PAM paper |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['tasks']} | {r['combinations']} | {_pm(r['subsets_mflops'], '.4f')} "
+                     f"| {_pm(r['paper_mflops'], '.4f')} | {_pm(r['paper_over_subsets'])} | "
+                     f"{_pm(r['b1_over_subsets'])} | {_pm(r['b1_over_paper'])} |")
+    ok = {m: (sum(all((r.get("within_budget") or {}).values()) for r in runs), len(runs))
+          for m, runs in (("subsets", [r for r in subsets if r["seed"] in seeds]),
+                          ("paper", [r for r in paper if r["seed"] in seeds]))}
+    lines += ["", f"Seeds within the budget (all-task accuracy, test half): subsets "
+              f"{ok['subsets'][0]}/{ok['subsets'][1]}, paper {ok['paper'][0]}/{ok['paper'][1]}.",
+              "", "PAM's hidden neurons by group kind, summed over layers, before pruning → "
+              "after "
+              "pruning (mean over seeds):", "",
+              "| mode | all-task group | groups of 2..n-1 tasks | exclusive groups |",
+              "|---|---|---|---|"]
+    kinds = {}
+    for mode, runs in (("subsets", subsets), ("paper", paper)):
+        runs = [r for r in runs if r["seed"] in seeds]
+        before = np.mean([group_kinds(r["groups_merged"], r["tasks"]) for r in runs], axis=0)
+        after = np.mean([group_kinds(r["groups"], r["tasks"]) for r in runs], axis=0)
+        kinds[mode] = after
+        lines.append(f"| {mode} | " + " | ".join(f"{b:.1f} → {a:.1f}"
+                                                for b, a in zip(before, after)) + " |")
+    for text in mode_findings(rows, kinds):
+        lines += ["", text]
+    return lines
+
+
+def group_kinds(layers: list[dict[str, int]], tasks: list[str]) -> tuple[int, int, int]:
+    """Neurons, summed over layers, in (the all-task group, groups of some but not all tasks
+    (subsets mode only), exclusive groups)."""
+    n = len(tasks)
+    counts = [0, 0, 0]
+    for layer in layers:
+        for key, width in layer.items():
+            owners = len(key.split("+"))
+            counts[0 if owners == n else 2 if owners == 1 else 1] += width
+    return counts[0], counts[1], counts[2]
+
+
+def mode_findings(rows: list[dict], after: dict[str, Sequence[float]]) -> list[str]:
+    """Which combination kinds each mode serves more cheaply, read off `rows`, and how that
+    compares with what method.md §2 leads one to expect of the subsets mode (`after`: mode →
+    neurons per group kind after pruning, as :func:`group_kinds`)."""
+    share = {m: float(k[0]) / max(1.0, float(sum(k))) for m, k in after.items()}
+    cheaper = [r["tasks"] for r in rows if np.mean(r["paper_over_subsets"]) < 1]
+    dearer = [r["tasks"] for r in rows if np.mean(r["paper_over_subsets"]) > 1]
+    full = rows[-1]
+    text = [f"Paper mode against subsets mode (mean paper / subsets FLOPs): "
+            + "; ".join(f"{r['tasks']} task(s) {np.mean(r['paper_over_subsets']):.2f}×"
+                        for r in rows) + ". "
+            + (f"Paper mode is cheaper on combinations of {', '.join(map(str, cheaper))} "
+               f"task(s)" if cheaper else "Paper mode is cheaper on no kind of combination")
+            + (f", dearer on {', '.join(map(str, dearer))}." if dearer else ".")]
+    text.append("The paper itself uses paper mode only (method.md §2); subsets mode is pam-tf's "
+                "generalisation for n ≥ 3, meant to let a partial combination skip the groups of "
+                "tasks it does not run. "
+                + ("It pays off here on single tasks (paper mode dearer on them). "
+                   if rows[0]["tasks"] in dearer else
+                   "It does not pay off on single tasks here. ")
+                + f"After pruning the all-task group holds {100 * share['subsets']:.0f} % "
+                f"(subsets) and {100 * share['paper']:.0f} % (paper) of PAM's hidden neurons"
+                + ("; with most neurons in it, a single task computes nearly the whole net in "
+                   "either mode." if min(share.values()) >= 0.5 else ".")
+                + " On the all-task combination B1/PAM is "
+                f"{np.mean(full['b1_over_subsets']):.2f}× "
+                f"in subsets mode and {np.mean(full['b1_over_paper']):.2f}× in paper mode.")
+    return text
+
+
 def render(results_dir: str, doc: str) -> str:
     """Write `doc` (and its plots beside it) from the results in `results_dir`."""
     results = load_results(results_dir)
@@ -290,9 +687,19 @@ def render(results_dir: str, doc: str) -> str:
         lines += ["", "No results yet."]
     groups = _groups(results)
     for key, by_method in sorted(groups.items()):
-        lines += experiment_section(key, by_method, plots)
+        if related_k(key[0]) is None:  # the sweep's experiments: one section below
+            lines += experiment_section(key, by_method, plots)
+    for criterion, by_k in sorted(relatedness_sets(groups).items()):
+        lines += relatedness_section(criterion, by_k, plots,
+                                     groups.get(("fashion2", criterion)))
     b1 = _variant_rows(results, "b1")
-    for key, variants in sorted(_variant_rows(results).items()):
+    pam_variants = _variant_rows(results)
+    for key, variants in sorted(pam_variants.items()):
+        found = mode_variants(variants)
+        if found:
+            lines += mode_section(key, found[0], found[1], found[2],
+                                  groups.get(key, {}).get("b1", []))
+    for key, variants in sorted(pam_variants.items()):
         lines += ablation_section(key, variants, b1.get(key, {}))
     io.write_text(doc, "\n".join(lines) + "\n")
     return doc
