@@ -618,15 +618,16 @@ def mode_section(key: tuple[str, str], subsets: list[dict], name: str, paper: li
               "pruning (mean over seeds):", "",
               "| mode | all-task group | groups of 2..n-1 tasks | exclusive groups |",
               "|---|---|---|---|"]
-    kinds = {}
+    kinds, layers = {}, {}
     for mode, runs in (("subsets", subsets), ("paper", paper)):
         runs = [r for r in runs if r["seed"] in seeds]
+        layers[mode] = _layer_means([_total_widths(r["groups"]) for r in runs])
         before = np.mean([group_kinds(r["groups_merged"], r["tasks"]) for r in runs], axis=0)
         after = np.mean([group_kinds(r["groups"], r["tasks"]) for r in runs], axis=0)
         kinds[mode] = after
         lines.append(f"| {mode} | " + " | ".join(f"{b:.1f} → {a:.1f}"
                                                 for b, a in zip(before, after)) + " |")
-    for text in mode_findings(rows, kinds):
+    for text in mode_findings(rows, kinds, layers):
         lines += ["", text]
     return lines
 
@@ -643,20 +644,28 @@ def group_kinds(layers: list[dict[str, int]], tasks: list[str]) -> tuple[int, in
     return counts[0], counts[1], counts[2]
 
 
-def mode_findings(rows: list[dict], after: dict[str, Sequence[float]]) -> list[str]:
+def mode_findings(rows: list[dict], after: dict[str, Sequence[float]],
+                  layers: dict[str, list[float]] | None = None) -> list[str]:
     """Which combination kinds each mode serves more cheaply, read off `rows`, and how that
     compares with what method.md §2 leads one to expect of the subsets mode (`after`: mode →
-    neurons per group kind after pruning, as :func:`group_kinds`)."""
+    neurons per group kind after pruning, as :func:`group_kinds`; `layers`: mode → mean
+    neurons per layer after pruning)."""
     share = {m: float(k[0]) / max(1.0, float(sum(k))) for m, k in after.items()}
-    cheaper = [r["tasks"] for r in rows if np.mean(r["paper_over_subsets"]) < 1]
-    dearer = [r["tasks"] for r in rows if np.mean(r["paper_over_subsets"]) > 1]
+    neurons = {m: float(sum(k)) for m, k in after.items()}
+    rel = {r["tasks"]: float(np.mean(r["paper_over_subsets"])) for r in rows}
+    cheaper = [k for k, v in rel.items() if v < 1]
+    dearer = [k for k, v in rel.items() if v > 1]
     full = rows[-1]
-    text = [f"Paper mode against subsets mode (mean paper / subsets FLOPs): "
-            + "; ".join(f"{r['tasks']} task(s) {np.mean(r['paper_over_subsets']):.2f}×"
-                        for r in rows) + ". "
-            + (f"Paper mode is cheaper on combinations of {', '.join(map(str, cheaper))} "
-               f"task(s)" if cheaper else "Paper mode is cheaper on no kind of combination")
-            + (f", dearer on {', '.join(map(str, dearer))}." if dearer else ".")]
+    if len(dearer) == len(rel):
+        verdict = "Paper mode is dearer on every kind of combination."
+    elif len(cheaper) == len(rel):
+        verdict = "Paper mode is cheaper on every kind of combination."
+    else:
+        names = {k: ", ".join(map(str, v)) for k, v in (("c", cheaper), ("d", dearer))}
+        verdict = (f"Paper mode is cheaper on combinations of {names['c'] or 'no'} task(s), "
+                   f"dearer on {names['d'] or 'none'}.")
+    text = ["Paper mode against subsets mode (mean paper / subsets FLOPs): "
+            + "; ".join(f"{k} task(s) {v:.2f}×" for k, v in rel.items()) + ". " + verdict]
     text.append("The paper itself uses paper mode only (method.md §2); subsets mode is pam-tf's "
                 "generalisation for n ≥ 3, meant to let a partial combination skip the groups of "
                 "tasks it does not run. "
@@ -670,6 +679,23 @@ def mode_findings(rows: list[dict], after: dict[str, Sequence[float]]) -> list[s
                 + " On the all-task combination B1/PAM is "
                 f"{np.mean(full['b1_over_subsets']):.2f}× "
                 f"in subsets mode and {np.mean(full['b1_over_paper']):.2f}× in paper mode.")
+    n_rel = neurons["paper"] / max(1.0, neurons["subsets"])
+    if rel[full["tasks"]] > 1.1 * n_rel and layers:
+        more = [i + 1 for i, (s, p) in enumerate(zip(layers["subsets"], layers["paper"]))
+                if p > s]
+        text.append(
+            f"Paper mode keeps about as many hidden neurons after pruning "
+            f"({neurons['paper']:.0f} against {neurons['subsets']:.0f}, {n_rel:.2f}×), yet its "
+            f"all-task combination costs {rel[full['tasks']]:.2f}× as much. Neurons per layer "
+            "(mean over seeds), subsets: "
+            + ", ".join(f"{v:.1f}" for v in layers["subsets"]) + "; paper: "
+            + ", ".join(f"{v:.1f}" for v in layers["paper"]) + ". "
+            + (f"Paper mode keeps more in layer(s) {', '.join(map(str, more))}; a conv neuron "
+               "is computed at every position of its output map, so the early layers cost the "
+               "most per neuron (method.md §9). " if more else "")
+            + "Its groups are also connected more densely: each all-task neuron reads the whole "
+            "previous all-task group, where a subset group reads only the groups whose owners "
+            "include its own (§2). These results do not separate the two effects.")
     return text
 
 

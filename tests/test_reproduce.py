@@ -226,6 +226,16 @@ def test_mode_section_is_rendered_only_for_a_mode_only_variant(tmp_path):
     assert ("| 1.0000 ± 0.0000 | 0.5000 ± 0.0000 | 0.50 ± 0.00 | 2.00 ± 0.00 | 4.00 ± 0.00 |"
             in row)
     assert "| subsets | 4.0 → 4.0 | 2.0 → 2.0 | 1.0 → 1.0 |" in text
-    assert "Paper mode is cheaper on combinations of 1 task(s)" in text
+    assert "Paper mode is cheaper on combinations of 1 task(s), dearer on none." in text
+    assert "It does not pay off on single tasks here." in text
     other = _modes(lambda c: 1.0, paper_settings={"alpha": 0.3})  # differs in more than mode
     assert mode_variants(_variant_rows(other)[("comp", "taylor")]) is None
+
+
+def test_mode_findings_when_paper_mode_is_dearer_at_equal_neurons(tmp_path):
+    _write(tmp_path / "res", _modes(lambda c: 1.5))
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    assert "Paper mode is dearer on every kind of combination." in text
+    assert "It pays off here on single tasks" in text
+    assert "(7 against 7, 1.00×), yet its all-task combination costs 1.50× as much" in text
+    assert "B1/PAM is 2.00× in subsets mode and 1.33× in paper mode" in text
