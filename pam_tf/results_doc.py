@@ -413,6 +413,12 @@ def relatedness_findings(rows: list[dict]) -> list[str]:
            f"{100 * frac[0]:.0f} % of PAM's hidden neurons at k = {ks[0]} and {100 * frac[-1]:.0f} "
            f"% at k = {ks[-1]} (slope {100 * (_trend(ks, frac) or 0.0):+.1f} points per k)."]
     falls = len(ks) >= 2 and (_trend(ks, both) or 0.0) < 0
+    stds = [float(np.std(r["ratio"]["a+b"], ddof=1)) for r in rows if len(r["ratio"]["a+b"]) > 1]
+    out.append(f"Seed-to-seed, the a+b ratio of one k has a standard deviation of "
+               f"{np.mean(stds):.2f} on average (over the {len(stds)} k with two or more seeds); "
+               f"read the trend against that." if stds else
+               "Every k has a single seed so far: this trend is not established against "
+               "seed-to-seed variation.")
     out.append("method.md §10 records the paper's own sweep (LFW, VGG-16) but not its numbers, "
                "so this is set against what its conditions (§3) predict: information useful to "
                "both tasks lives once, in the shared group, so the less related the tasks, the "

@@ -179,6 +179,7 @@ def test_relatedness_findings_say_when_the_gain_does_not_fall():
     text = " ".join(relatedness_findings([relatedness_row(k, bm) for k, bm in by_k.items()]))
     assert "does **not** fall with k" in text and "slope +0.200 per k" in text
     assert "from 1.05× at k = 0 to 1.85× at k = 4" in text
+    assert "standard deviation of 0.07 on average (over the 3 k" in text
 
 
 COMBOS3 = {"x": 1.0, "y": 1.0, "z": 1.0, "x+y": 1.5, "x+z": 1.5, "y+z": 1.5, "x+y+z": 2.0}
