@@ -164,7 +164,8 @@ def test_relatedness_sweep_is_one_section_with_its_numbers_and_plots(tmp_path):
     assert "0,1 (n=2)" in row and "1.65 ± 0.07" in row and "1/2 / 2/2" in row
     shared = next(l for l in text.splitlines() if l.startswith("| 4 | ") and "→" in l)
     assert "10.0/11.0 → 2.0/6.0" in shared and "30.0/31.0 → 8.0/13.0" in shared
-    assert "does fall with k" in text and "**not**" not in text
+    assert "Here the a+b gain falls over the sweep by more than the seed-to-seed spread " \
+           "(fitted change -0.80, spread 0.07), as predicted." in text
     assert "Single tasks cost more with PAM than with B1 (ratio below 1) at k = 2, 4," in text
     assert "mostly its all-task group" in text
     for name in ("relatedness_ratio_taylor.png", "relatedness_shared_taylor.png"):
@@ -177,9 +178,9 @@ def test_relatedness_findings_say_when_the_gain_does_not_fall():
 
     by_k = relatedness_sets(_groups(_sweep(lambda k: 1.0 + 0.2 * k)))["taylor"]
     text = " ".join(relatedness_findings([relatedness_row(k, bm) for k, bm in by_k.items()]))
-    assert "does **not** fall with k" in text and "slope +0.200 per k" in text
+    assert "**rises** over the sweep" in text and "slope +0.200 per k" in text
     assert "from 1.05× at k = 0 to 1.85× at k = 4" in text
-    assert "standard deviation of 0.07 on average (over the 3 k" in text
+    assert "(fitted change +0.80, spread 0.07), **unlike** that prediction." in text
 
 
 COMBOS3 = {"x": 1.0, "y": 1.0, "z": 1.0, "x+y": 1.5, "x+z": 1.5, "y+z": 1.5, "x+y+z": 2.0}
@@ -240,3 +241,13 @@ def test_mode_findings_when_paper_mode_is_dearer_at_equal_neurons(tmp_path):
     assert "It pays off here on single tasks" in text
     assert "(7 against 7, 1.00×), yet its all-task combination costs 1.50× as much" in text
     assert "B1/PAM is 2.00× in subsets mode and 1.33× in paper mode" in text
+
+
+def test_a_change_within_the_seed_spread_is_no_trend():
+    from pam_tf.results_doc import trend_verdict
+
+    assert trend_verdict([0, 2, 4], [[1.0, 1.5], [1.1, 1.6], [1.2, 1.7]])[0] == "flat"
+    verdict, change, spread = trend_verdict([0, 2, 4], [[2.0, 2.1], [1.6, 1.7], [1.2, 1.3]])
+    assert verdict == "falls" and change == pytest.approx(-0.8)
+    assert spread == pytest.approx(0.0707, abs=1e-4)
+    assert trend_verdict([0, 5], [[2.0], [1.0]])[0] == "unknown"  # one seed each
