@@ -495,20 +495,23 @@ def _relatedness_plots(plots: str, criterion: str, rows: list[dict]) -> list[str
     name = f"relatedness_ratio_{criterion}.png"
     _save(fig, os.path.join(plots, name))
     names.append(name)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     n_layers = len(rows[0]["shared_after"][0])
-    for i in range(n_layers):
-        line = ax.plot(ks, [_layer_means(r["shared_after"])[i] for r in rows], marker="o",
-                       label=f"layer {i + 1} after")[0]
+    # one panel per layer, each on its own linear scale (c1 has a few neurons, f3 a hundred)
+    fig, axes = plt.subplots(1, n_layers, figsize=(2.6 * n_layers, 3.2), squeeze=False)
+    for i, ax in enumerate(axes[0]):
         ax.plot(ks, [_layer_means(r["shared_before"])[i] for r in rows], marker="x",
-                linestyle=":", color=line.get_color(), label=f"layer {i + 1} before")
-    ax.set_xlabel("k (task b's classes swapped for unrelated ones)")
-    ax.set_ylabel("neurons in the all-task group")
-    ax.set_yscale("symlog", linthresh=10)
-    ax.set_title(f"shared neurons, before and after pruning ({criterion})")
-    ax.set_xticks(ks)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+                linestyle=":", label="before pruning")
+        ax.plot(ks, [_layer_means(r["shared_after"])[i] for r in rows], marker="o",
+                label="after pruning")
+        ax.set_title(f"layer {i + 1}", fontsize=9)
+        ax.set_xticks(ks)
+        ax.set_xlabel("k")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("neurons in the all-task group")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"shared neurons against k, mean over seeds ({criterion})", fontsize=10,
+                 y=1.03)
     name = f"relatedness_shared_{criterion}.png"
     _save(fig, os.path.join(plots, name))
     names.append(name)
