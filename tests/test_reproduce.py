@@ -241,6 +241,7 @@ def test_mode_findings_when_paper_mode_is_dearer_at_equal_neurons(tmp_path):
     assert "It pays off here on single tasks" in text
     assert "(7 against 7, 1.00×), yet its all-task combination costs 1.50× as much" in text
     assert "B1/PAM is 2.00× in subsets mode and 1.33× in paper mode" in text
+    assert "reaches 1.33× (x) in paper mode and 2.00× (x) in subsets mode" in text
 
 
 def test_a_change_within_the_seed_spread_is_no_trend():
