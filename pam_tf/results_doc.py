@@ -452,6 +452,17 @@ def relatedness_findings(rows: list[dict]) -> list[str]:
                   f"PAM's neurons after pruning falls by {-100 * s_change:.0f} points over the "
                   f"sweep (spread {100 * (s_spread or 0):.0f} points)."
                   if s_verdict == "falls" else ""))
+    whole = [i + 1 for i in range(len(rows[0]["shared_after"][0]))
+             if all(s[i] == t_[i] for r in rows for s, t_ in zip(r["shared_after"],
+                                                                 r["total_after"]))]
+    if whole and s_verdict == "falls" and verdict != "falls":
+        out.append(f"Where the sharing changes matters: after pruning, layer(s) "
+                   f"{', '.join(map(str, whole))} are wholly in the all-task group at every k and "
+                   f"seed, so the neurons that become exclusive as the tasks drift apart are in "
+                   f"the later layers, whose neurons are the cheapest (a conv neuron is computed "
+                   f"at every position of its output map, method.md §9). A reading of these "
+                   f"counts, not a per-layer FLOPs measurement: PAM's saving over B1 comes from "
+                   f"computing those early layers once, whatever k is.")
     lows = [(r["k"], f) for r, s, f in zip(rows, single, frac) if s < 1.0]
     if lows:
         paper = PAPER_FASHION2_RATIO

@@ -125,13 +125,14 @@ def _write(folder, results):
             json.dump(r, f)
 
 
-def _sweep(gain_of_k):
+def _sweep(gain_of_k, groups_of_k=None):
     """Results of k = 0, 2, 4, two seeds each: B1 a+b costs gain_of_k(k) × PAM's."""
     out = []
     for k in (0, 2, 4):
         for seed in (0, 1):
             g = gain_of_k(k) + 0.1 * seed
-            pam_groups = [{"a+b": 6 - k, "a": k}, {"b+a": 10 - k, "b": 1}]
+            pam_groups = (groups_of_k(k) if groups_of_k else
+                          [{"a+b": 6 - k, "a": k}, {"b+a": 10 - k, "b": 1}])
             merged = [{"a+b": 10, "a": 1}, {"a+b": 20}]
             out += [_result(f"fashion-related-{k}", "pam", seed, {"a": 1.0, "b": 1.0, "a+b": 1.0},
                             groups=pam_groups, groups_merged=merged, ok=seed == 0),
@@ -252,3 +253,15 @@ def test_a_change_within_the_seed_spread_is_no_trend():
     assert verdict == "falls" and change == pytest.approx(-0.8)
     assert spread == pytest.approx(0.0707, abs=1e-4)
     assert trend_verdict([0, 5], [[2.0], [1.0]])[0] == "unknown"  # one seed each
+
+
+def test_sharing_that_falls_without_the_gain_points_at_the_layers_that_stay_shared():
+    from pam_tf.results_doc import _groups, relatedness_findings, relatedness_row, \
+        relatedness_sets
+
+    by_k = relatedness_sets(_groups(_sweep(lambda k: 2.0, lambda k: [
+        {"a+b": 3}, {"a+b": 20 - 2 * k, "a": k, "b": k}])))["taylor"]
+    text = " ".join(relatedness_findings([relatedness_row(k, bm) for k, bm in by_k.items()]))
+    assert "**no** trend against relatedness is shown" in text
+    assert "falls by 0 points" not in text and "The sharing itself does follow" in text
+    assert "layer(s) 1 are wholly in the all-task group at every k and seed" in text
