@@ -265,3 +265,15 @@ def test_sharing_that_falls_without_the_gain_points_at_the_layers_that_stay_shar
     assert "**no** trend against relatedness is shown" in text
     assert "falls by 0 points" not in text and "The sharing itself does follow" in text
     assert "layer(s) 1 are wholly in the all-task group at every k and seed" in text
+
+
+def test_only_the_taylor_section_of_fashion2_is_set_against_the_papers_taylor_row(tmp_path):
+    flops = {"a": 1.0, "b": 1.0, "a+b": 1.5}
+    _write(tmp_path / "res", [_result("fashion2", l, 0, flops, settings={"criterion": c})
+                              | {"criterion": c} for l in ("pam", "b1")
+                              for c in ("taylor", "magnitude")])
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    magnitude = text.split("## fashion2 (magnitude)")[1].split("## fashion2 (taylor)")[0]
+    taylor = text.split("## fashion2 (taylor)")[1]
+    assert "Against the paper" not in magnitude and "no magnitude row" in magnitude
+    assert "Against the paper (B1/PAM): a: measured 1.00×, paper 0.99×" in taylor
