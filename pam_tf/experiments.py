@@ -40,6 +40,9 @@ class Experiment:
     settings: dict = field(default_factory=dict)   # flag-style overrides of the main job
     epochs: int = 5
     about: str = ""
+    # train each task's net from its own seed (see net_seed): needed where two tasks can have
+    # the same labels (fashion-related-0), else deterministic training gives two equal nets
+    seed_per_task: bool = False
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -57,7 +60,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                          "max_prune_steps": 2, "info_samples": 64, "budget": 60.0,
                          "benchmark": False},
                about="tiny generated data and very short pruning: for tests and smoke runs"),
-    *[Experiment(f"fashion-related-{k}", f"fashion-related-{k}",
+    *[Experiment(f"fashion-related-{k}", f"fashion-related-{k}", seed_per_task=True,
                  about=f"relatedness sweep: {k} of task b's labels swapped for unrelated ones")
       for k in range(6)],
 ]}
@@ -70,6 +73,18 @@ def get_experiment(name: str) -> Experiment:
         raise ValueError(f"unknown experiment {name!r}; one of {', '.join(EXPERIMENTS)}") from None
 
 
+def net_seed(exp: Experiment, seed: int, task_index: int) -> int:
+    """The training seed of task `task_index`'s net in cell seed `seed`.
+
+    Plain experiments train every task's net from `seed`. With `seed_per_task` each task gets
+    its own, 1000·seed + index: at k = 0 of the relatedness sweep tasks a and b have the same
+    labels, and one seed would give two identical nets (deterministic ops), so B1 would prune
+    one net twice and the exporter would fold the copies (the paper merges independently
+    trained nets). Task a keeps the same seed for every k, so across the sweep only b changes.
+    """
+    return 1000 * seed + task_index if exp.seed_per_task else seed
+
+
 def model_files(exp: Experiment, seed: int, cache: str,
                 progress: Callable[[str], None] = print) -> list[str]:
     """The experiment's single-task nets for `seed`: shipped (seed 0), else trained and cached."""
@@ -77,21 +92,25 @@ def model_files(exp: Experiment, seed: int, cache: str,
 
     ds = load_suite(exp.suite)
     paths = []
-    for task in ds.tasks:
+    for i, task in enumerate(ds.tasks):
         shipped = os.path.join(EXAMPLES_DIR, exp.shipped or "", f"{exp.arch}_{task.name}.keras")
         if exp.shipped and seed == 0 and os.path.exists(shipped):
             paths.append(shipped)
             continue
-        path = os.path.join(cache, exp.suite, f"{exp.arch}_{task.name}_seed{seed}.keras")
+        train_seed = net_seed(exp, seed, i)
+        # the training seed is in the name when it differs from the cell's, so a net cached
+        # under the other scheme is never taken for this one
+        tag = f"seed{seed}" + (f"_net{train_seed}" if exp.seed_per_task else "")
+        path = os.path.join(cache, exp.suite, f"{exp.arch}_{task.name}_{tag}.keras")
         if not os.path.exists(path):
             from pam_tf.train import save_single_task_model, train_single_task
 
             progress(f"  training {exp.arch} for {exp.suite}/{task.name}, seed {seed} "
-                     f"({exp.epochs} epochs) -> {path}")
+                     f"(net seed {train_seed}, {exp.epochs} epochs) -> {path}")
             model, metrics = train_single_task(ds, task.name, exp.arch, epochs=exp.epochs,
-                                               seed=seed, verbose=0)
+                                               seed=train_seed, verbose=0)
             save_single_task_model(model, path, dataset=ds, task_name=task.name, arch=exp.arch,
-                                   metrics=metrics, seed=seed, epochs=exp.epochs,
+                                   metrics=metrics, seed=train_seed, epochs=exp.epochs,
                                    batch_size=128, lr=1e-3)
         paths.append(path)
     return paths

@@ -99,3 +99,181 @@ def test_a_variant_gets_its_own_files_and_an_ablation_row(grid, tmp_path):
     row = next(l for l in text.splitlines() if l.startswith("| ptb |"))
     assert "per_task_budget=True" in row and "compare=False" in row
     assert readme_table(folders["results"], "synthetic", "magnitude") in text  # defaults only
+
+
+# --- the relatedness sweep and the paper/subsets comparison, on hand-made results (no pruning) --
+
+def _result(exp, label, seed, flops, *, tasks=("a", "b"), groups=None, groups_merged=None,
+            settings=None, variant="", ok=True):
+    """A results dict with just the fields the renderer reads (FLOPs per combination in M)."""
+    groups = groups or [{"+".join(tasks): 1}]
+    return {"experiment": exp, "suite": exp, "arch": "lenet5", "label": label, "method": label,
+            "title": label.upper(), "criterion": "taylor", "seed": seed, "variant": variant,
+            "tasks": list(tasks), "git_commit": "0" * 40, "budget_points": 1.0,
+            "combinations": {c: {"flops": f * 1e6, "latency": None} for c, f in flops.items()},
+            "accuracy": {t: 0.9 for t in tasks}, "reference_accuracy": {t: 0.9 for t in tasks},
+            "reference_accuracy_test": {t: 0.9 for t in tasks},
+            "within_budget": {t: ok for t in tasks},
+            "groups": groups, "groups_merged": groups_merged or groups,
+            "settings": {"mode": "paper", "seed": seed, **(settings or {})}}
+
+
+def _write(folder, results):
+    os.makedirs(folder, exist_ok=True)
+    for i, r in enumerate(results):
+        with open(os.path.join(folder, f"{i:03d}.json"), "w") as f:
+            json.dump(r, f)
+
+
+def _sweep(gain_of_k, groups_of_k=None):
+    """Results of k = 0, 2, 4, two seeds each: B1 a+b costs gain_of_k(k) × PAM's."""
+    out = []
+    for k in (0, 2, 4):
+        for seed in (0, 1):
+            g = gain_of_k(k) + 0.1 * seed
+            pam_groups = (groups_of_k(k) if groups_of_k else
+                          [{"a+b": 6 - k, "a": k}, {"b+a": 10 - k, "b": 1}])
+            merged = [{"a+b": 10, "a": 1}, {"a+b": 20}]
+            out += [_result(f"fashion-related-{k}", "pam", seed, {"a": 1.0, "b": 1.0, "a+b": 1.0},
+                            groups=pam_groups, groups_merged=merged, ok=seed == 0),
+                    _result(f"fashion-related-{k}", "b1", seed,
+                            {"a": 0.5 * g, "b": 0.5 * g, "a+b": g})]
+    return out
+
+
+def test_relatedness_row_holds_the_ratios_and_shared_neurons():
+    from pam_tf.results_doc import _groups, relatedness_row, relatedness_sets
+
+    by_k = relatedness_sets(_groups(_sweep(lambda k: 2.0 - 0.2 * k)))["taylor"]
+    assert sorted(by_k) == [0, 2, 4]
+    row = relatedness_row(2, by_k[2])
+    assert row["ratio_seeds"] == [0, 1]
+    assert row["ratio"]["a+b"] == pytest.approx([1.6, 1.7])
+    assert row["ratio"]["a"] == pytest.approx([0.8, 0.85])
+    # the all-task group is found whatever the order of its owners ("b+a" in layer 2)
+    assert row["shared_after"] == [[4, 8], [4, 8]] and row["total_after"] == [[6, 9], [6, 9]]
+    assert row["shared_before"] == [[10, 20], [10, 20]]
+    assert row["within_budget"] == {"pam": (1, 2), "b1": (2, 2)}
+
+
+def test_relatedness_sweep_is_one_section_with_its_numbers_and_plots(tmp_path):
+    _write(tmp_path / "res", _sweep(lambda k: 2.0 - 0.2 * k))
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "doc" / "results.md"))).read()
+    assert "## Relatedness sweep: fashion-related-k (taylor)" in text
+    assert "## fashion-related-0 (taylor)" not in text  # folded into the sweep's section
+    row = next(l for l in text.splitlines() if l.startswith("| 2 | 3 of 5 |"))
+    assert "0,1 (n=2)" in row and "1.65 ± 0.07" in row and "1/2 / 2/2" in row
+    shared = next(l for l in text.splitlines() if l.startswith("| 4 | ") and "→" in l)
+    assert "10.0/11.0 → 2.0/6.0" in shared and "30.0/31.0 → 8.0/13.0" in shared
+    assert "Here the a+b gain falls over the sweep by more than the seed-to-seed spread " \
+           "(fitted change -0.80, spread 0.07), as predicted." in text
+    assert "Single tasks cost more with PAM than with B1 (ratio below 1) at k = 2, 4," in text
+    assert "mostly its all-task group" in text
+    for name in ("relatedness_ratio_taylor.png", "relatedness_shared_taylor.png"):
+        assert os.path.exists(tmp_path / "doc" / "results_plots" / name)
+
+
+def test_relatedness_findings_say_when_the_gain_does_not_fall():
+    from pam_tf.results_doc import _groups, relatedness_findings, relatedness_row, \
+        relatedness_sets
+
+    by_k = relatedness_sets(_groups(_sweep(lambda k: 1.0 + 0.2 * k)))["taylor"]
+    text = " ".join(relatedness_findings([relatedness_row(k, bm) for k, bm in by_k.items()]))
+    assert "**rises** over the sweep" in text and "slope +0.200 per k" in text
+    assert "from 1.05× at k = 0 to 1.85× at k = 4" in text
+    assert "(fitted change +0.80, spread 0.07), **unlike** that prediction." in text
+
+
+COMBOS3 = {"x": 1.0, "y": 1.0, "z": 1.0, "x+y": 1.5, "x+z": 1.5, "y+z": 1.5, "x+y+z": 2.0}
+
+
+def _modes(paper_scale, paper_settings=None):
+    tasks = ("x", "y", "z")
+    sub = [{"x+y+z": 4, "x+y": 2, "z": 1}]
+    out = []
+    for seed in (0, 1):
+        out += [
+            _result("comp", "pam", seed, COMBOS3, tasks=tasks, groups=sub,
+                    settings={"mode": "subsets", "compare": True}),
+            _result("comp", "b1", seed, {c: 2 * f for c, f in COMBOS3.items()}, tasks=tasks,
+                    settings={"mode": "subsets", "compare": True}),
+            _result("comp", "pam", seed, {c: paper_scale(c) * f for c, f in COMBOS3.items()},
+                    tasks=tasks, groups=[{"x+y+z": 6, "x": 1}], variant="paper_mode",
+                    settings={"mode": "paper", "compare": False, **(paper_settings or {})})]
+    return out
+
+
+def test_mode_comparison_per_combination_kind():
+    from pam_tf.results_doc import _groups, _variant_rows, mode_comparison, mode_variants
+
+    results = _modes(lambda c: 0.5 if len(c) == 1 else 1.0)
+    found = mode_variants(_variant_rows(results)[("comp", "taylor")])
+    assert found and found[1] == "paper_mode"
+    b1 = _groups(results)[("comp", "taylor")]["b1"]
+    rows = mode_comparison(found[0], found[2], b1)
+    assert [(r["tasks"], r["combinations"]) for r in rows] == [(1, 3), (2, 3), (3, 1)]
+    assert rows[0]["paper_over_subsets"] == pytest.approx([0.5] * 6)
+    assert rows[0]["b1_over_paper"] == pytest.approx([4.0] * 6)
+    assert rows[2]["paper_over_subsets"] == pytest.approx([1.0, 1.0])
+    assert rows[2]["b1_over_subsets"] == pytest.approx([2.0, 2.0])
+    assert rows[1]["subsets_mflops"] == pytest.approx([1.5] * 6)
+
+
+def test_mode_section_is_rendered_only_for_a_mode_only_variant(tmp_path):
+    from pam_tf.results_doc import _variant_rows, mode_variants
+
+    _write(tmp_path / "res", _modes(lambda c: 0.5 if len(c) == 1 else 1.0))
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    assert "## PAM paper mode against subsets mode: comp (taylor)" in text
+    row = next(l for l in text.splitlines() if l.startswith("| 1 | 3 |"))
+    assert ("| 1.0000 ± 0.0000 | 0.5000 ± 0.0000 | 0.50 ± 0.00 | 2.00 ± 0.00 | 4.00 ± 0.00 |"
+            in row)
+    assert "| subsets | 4.0 → 4.0 | 2.0 → 2.0 | 1.0 → 1.0 |" in text
+    assert "Paper mode is cheaper on combinations of 1 task(s), dearer on none." in text
+    assert "It does not pay off on single tasks here." in text
+    other = _modes(lambda c: 1.0, paper_settings={"alpha": 0.3})  # differs in more than mode
+    assert mode_variants(_variant_rows(other)[("comp", "taylor")]) is None
+
+
+def test_mode_findings_when_paper_mode_is_dearer_at_equal_neurons(tmp_path):
+    _write(tmp_path / "res", _modes(lambda c: 1.5))
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    assert "Paper mode is dearer on every kind of combination." in text
+    assert "It pays off here on single tasks" in text
+    assert "(7 against 7, 1.00×), yet its all-task combination costs 1.50× as much" in text
+    assert "B1/PAM is 2.00× in subsets mode and 1.33× in paper mode" in text
+    assert "reaches 1.33× (x) in paper mode and 2.00× (x) in subsets mode" in text
+
+
+def test_a_change_within_the_seed_spread_is_no_trend():
+    from pam_tf.results_doc import trend_verdict
+
+    assert trend_verdict([0, 2, 4], [[1.0, 1.5], [1.1, 1.6], [1.2, 1.7]])[0] == "flat"
+    verdict, change, spread = trend_verdict([0, 2, 4], [[2.0, 2.1], [1.6, 1.7], [1.2, 1.3]])
+    assert verdict == "falls" and change == pytest.approx(-0.8)
+    assert spread == pytest.approx(0.0707, abs=1e-4)
+    assert trend_verdict([0, 5], [[2.0], [1.0]])[0] == "unknown"  # one seed each
+
+
+def test_sharing_that_falls_without_the_gain_points_at_the_layers_that_stay_shared():
+    from pam_tf.results_doc import _groups, relatedness_findings, relatedness_row, \
+        relatedness_sets
+
+    by_k = relatedness_sets(_groups(_sweep(lambda k: 2.0, lambda k: [
+        {"a+b": 3}, {"a+b": 20 - 2 * k, "a": k, "b": k}])))["taylor"]
+    text = " ".join(relatedness_findings([relatedness_row(k, bm) for k, bm in by_k.items()]))
+    assert "**no** trend against relatedness is shown" in text
+    assert "falls by 0 points" not in text and "The sharing itself does follow" in text
+    assert "layer(s) 1 are wholly in the all-task group at every k and seed" in text
+
+
+def test_only_the_taylor_section_of_fashion2_is_set_against_the_papers_taylor_row(tmp_path):
+    flops = {"a": 1.0, "b": 1.0, "a+b": 1.5}
+    _write(tmp_path / "res", [_result("fashion2", l, 0, flops, settings={"criterion": c})
+                              | {"criterion": c} for l in ("pam", "b1")
+                              for c in ("taylor", "magnitude")])
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    magnitude = text.split("## fashion2 (magnitude)")[1].split("## fashion2 (taylor)")[0]
+    taylor = text.split("## fashion2 (taylor)")[1]
+    assert "Against the paper" not in magnitude and "no magnitude row" in magnitude
+    assert "Against the paper (B1/PAM): a: measured 1.00×, paper 0.99×" in taylor

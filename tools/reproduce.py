@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 
 from absl import app, flags, logging
 
@@ -124,6 +125,11 @@ def run_grid() -> int:
         except InputError as e:  # e.g. a budget this cell cannot meet: the others still run
             failed.append(f"{exp.name} / {criterion} / seed {seed}: {e}")
             print(f"[{i + 1}/{len(todo)}] FAILED: {e}", flush=True)
+        except Exception as e:  # noqa: BLE001 - one broken cell (e.g. an export whose cost
+            # check fails) must not cost the rest of a long grid; it is reported and rc is 1
+            failed.append(f"{exp.name} / {criterion} / seed {seed}: "
+                          f"{type(e).__name__}: {e}")
+            print(f"[{i + 1}/{len(todo)}] FAILED:\n{traceback.format_exc()}", flush=True)
         spent = time.monotonic() - start
         left = spent / (i + 1) * (len(todo) - i - 1)
         print(f"[{i + 1}/{len(todo)}] done; {spent / 60:.1f} min so far, about "
