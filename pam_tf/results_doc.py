@@ -25,6 +25,7 @@ import numpy as np
 from pam_tf import io
 
 PRIMARY = "pam"
+SPECIALISED = "pam_spec"  # PAM-S: shown beside PAM, never as a baseline ratio over PAM
 # method.md §10, LeNet-5 / Fashion-MNIST, P-Taylor: B1 / PAM MFLOPs per combination
 PAPER_FASHION2_RATIO = {"a": 28.34 / 28.49, "b": 28.34 / 26.16, "a+b": 56.69 / 48.68}
 
@@ -76,7 +77,7 @@ def ratios(by_method: dict[str, list[dict]], baseline: str) -> dict[str, list[fl
 
 def _flops_table(by_method: dict[str, list[dict]], labels: list[str]) -> list[str]:
     combos = list(by_method[labels[0]][0]["combinations"])
-    base = [l for l in labels if l != PRIMARY]
+    base = [l for l in labels if l not in (PRIMARY, SPECIALISED)]
     head = ["combination", *[f"{by_method[l][0]['title']} MFLOPs" for l in labels],
             *[f"{l.upper()}/PAM (min–max)" for l in base if PRIMARY in labels]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -194,7 +195,7 @@ def _attribution_table(by_method: dict[str, list[dict]]) -> list[str]:
 def _ratio_plot(path: str, by_method: dict[str, list[dict]], title: str) -> bool:
     from pam_tf.report import plot_bars
 
-    base = [l for l in by_method if l != PRIMARY]
+    base = [l for l in by_method if l not in (PRIMARY, SPECIALISED)]
     rat = {b: ratios(by_method, b) for b in base}
     combos = list(next(iter(by_method.values()))[0]["combinations"])
     if not any(rat.values()):
@@ -204,6 +205,48 @@ def _ratio_plot(path: str, by_method: dict[str, list[dict]], title: str) -> bool
               ylabel="FLOPs ratio (>1: PAM cheaper)", title=title,
               reference={c: 1.0 for c in combos}, reference_label="equal cost")
     return True
+
+
+def best_of_pam(by_method: dict[str, list[dict]]) -> dict[int, dict[str, float]]:
+    """Per seed and combination, the cheaper way to run it with PAM's files: the shared PAM
+    file, or PAM-S's specialised files of its tasks (a deployment that ships both)."""
+    spec = {r["seed"]: r for r in by_method.get(SPECIALISED, [])}
+    out = {}
+    for p in by_method.get(PRIMARY, []):
+        s = spec.get(p["seed"])
+        if s is None:
+            continue
+        out[p["seed"]] = {c: min(e["flops"], s["combinations"][c]["flops"])
+                          for c, e in p["combinations"].items() if c in s["combinations"]}
+    return out
+
+
+def _specialised_table(by_method: dict[str, list[dict]]) -> list[str]:
+    """PAM-S and PAM + PAM-S (the cheaper of the two per combination) against the baselines."""
+    best = best_of_pam(by_method)
+    if not best:
+        return []
+    bases = [l for l in by_method if l not in (PRIMARY, SPECIALISED)]
+    spec = {r["seed"]: r for r in by_method[SPECIALISED]}
+    combos = list(next(iter(best.values())))
+    head = ["combination", "PAM-S MFLOPs", "PAM + PAM-S MFLOPs",
+            *[f"{b.upper()} / (PAM + PAM-S) (min–max)" for b in bases]]
+    lines = ["", "PAM-S cuts each task's sub-network out of the pruned PAM net and prunes it "
+             "further for that task alone (`--specialise`; one more file per task). "
+             "PAM + PAM-S runs each combination with whichever is cheaper: the shared PAM file "
+             "or the specialised files of its tasks.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = {b: {r["seed"]: r for r in by_method[b]} for b in bases}
+    for c in combos:
+        cells = [_mean_std([spec[s]["combinations"][c]["flops"] / 1e6 for s in best]),
+                 _mean_std([best[s][c] / 1e6 for s in best])]
+        for b in bases:
+            rat = [rows[b][s]["combinations"][c]["flops"] / best[s][c]
+                   for s in best if s in rows[b]]
+            cells.append(f"**{np.mean(rat):.2f}×** ({min(rat):.2f}–{max(rat):.2f})"
+                         if rat else "–")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
@@ -221,7 +264,8 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
              f"--seeds={','.join(map(str, seeds))}`", "",
              "FLOPs in the paper's convention (method.md §9), mean ± std over seeds; ratios are "
              "the mean over seeds of baseline FLOPs / PAM FLOPs (> 1: PAM is cheaper).", ""]
-    lines += _flops_table(by_method, labels)
+    lines += _flops_table(by_method, [l for l in labels if l != SPECIALISED])
+    lines += _specialised_table(by_method)
     name = f"ratio_{exp}_{criterion}.png"
     if _ratio_plot(os.path.join(plots, name), by_method, f"{exp} ({criterion})"):
         lines += ["", f"![ratio per combination](results_plots/{name})"]
@@ -807,7 +851,7 @@ def readme_table(results_dir: str, experiment: str = "fashion2",
     by_method = _groups(load_results(results_dir)).get((experiment, criterion))
     if not by_method:
         return ""
-    labels = sorted(by_method, key=lambda l: (l != PRIMARY, l))
+    labels = sorted((l for l in by_method if l != SPECIALISED), key=lambda l: (l != PRIMARY, l))
     return "\n".join(_flops_table(by_method, labels)) + "\n"
 
 

@@ -277,3 +277,23 @@ def test_only_the_taylor_section_of_fashion2_is_set_against_the_papers_taylor_ro
     taylor = text.split("## fashion2 (taylor)")[1]
     assert "Against the paper" not in magnitude and "no magnitude row" in magnitude
     assert "Against the paper (B1/PAM): a: measured 1.00×, paper 0.99×" in taylor
+
+
+def test_pam_s_is_shown_beside_pam_with_the_cheaper_of_the_two_per_combination(tmp_path):
+    """PAM-S is no baseline: no PAM_SPEC/PAM column; PAM + PAM-S takes, per seed and
+    combination, the cheaper of the shared file and the specialised files."""
+    results = []
+    for seed, (pam_a, spec_a) in enumerate([(0.4, 0.2), (0.5, 0.3)]):
+        results += [_result("toy", "pam", seed, {"a": pam_a, "b": 0.4, "a+b": 0.5}),
+                    _result("toy", "pam_spec", seed, {"a": spec_a, "b": 0.6, "a+b": spec_a + .6}),
+                    _result("toy", "b1", seed, {"a": 0.3, "b": 0.3, "a+b": 0.6})]
+    _write(str(tmp_path / "results"), results)
+    text = open(render(str(tmp_path / "results"), str(tmp_path / "results.md"))).read()
+    assert "PAM_SPEC/PAM" not in text and "B1 / (PAM + PAM-S)" in text
+    row = {l.split(" | ")[0].strip("| "): l for l in text.splitlines()
+           if l.startswith("| a") and "PAM-S" not in l}
+    # a: min(0.4, 0.2)=0.2 and min(0.5, 0.3)=0.3 -> B1 ratios 1.5 and 1.0, mean 1.25
+    assert "0.2500 ± 0.0707" in row["a"] and "**1.25×** (1.00–1.50)" in row["a"]
+    # b: the shared file (0.4) beats the specialised one (0.6): ratio 0.3 / 0.4
+    assert "**0.75×** (0.75–0.75)" in [l for l in text.splitlines() if l.startswith("| b |")][-1]
+    assert "PAM_SPEC" not in readme_table(str(tmp_path / "results"), "toy")
