@@ -294,10 +294,11 @@ def _variant_rows(results: list[dict], label: str = PRIMARY
 
 def _config_defaults() -> dict:
     """Every main-job setting at its default (a results file written before a setting existed
-    ran with its default)."""
+    ran with its default), as the experiments run it (their cell defaults included)."""
     from pam_tf.config import RunConfig
+    from pam_tf.experiments import CELL_DEFAULTS
 
-    return RunConfig.from_flat((), "").flat()
+    return RunConfig.from_flat((), "", **CELL_DEFAULTS).flat()
 
 
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
