@@ -16,8 +16,7 @@ import time
 
 import pytest
 
-from pam_tf.data import load_suite
-from pam_tf.train import save_single_task_model, train_single_task
+from tests.tiny_models import synthetic_model_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--suite=synthetic", "--train_samples=256", "--val_samples=128", "--finetune_steps=4",
@@ -31,16 +30,7 @@ TIMEOUT_S = 600
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    ds = load_suite("synthetic")
-    paths = []
-    for task in ds.tasks:
-        model, metrics = train_single_task(ds, task.name, "lenet5", epochs=3, verbose=0)
-        path = str(folder / f"lenet5_{task.name}.keras")
-        save_single_task_model(model, path, dataset=ds, task_name=task.name, arch="lenet5",
-                               metrics=metrics, seed=0, epochs=3, batch_size=128, lr=1e-3)
-        paths.append(path)
-    return tuple(paths)
+    return synthetic_model_files(tmp_path_factory.mktemp("models"))
 
 
 def start(models, out):

@@ -18,6 +18,7 @@ from pam_tf.mtz.state import ZipState
 from pam_tf.tasks import Task
 from tests.export_fixtures import pam3
 from tests.tiny_models import images, tiny_cnn
+from tests.tiny_models import synthetic_model_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -279,19 +280,7 @@ def test_bad_merge_degrees_name_the_layers_and_what_was_expected():
 # ----- the main job ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synthetic_models(tmp_path_factory):
-    from pam_tf.data import load_suite
-    from pam_tf.train import save_single_task_model, train_single_task
-
-    folder = tmp_path_factory.mktemp("models")
-    ds = load_suite("synthetic")
-    paths = []
-    for task in ds.tasks:
-        model, metrics = train_single_task(ds, task.name, "lenet5", epochs=2, verbose=0)
-        path = str(folder / f"lenet5_{task.name}.keras")
-        save_single_task_model(model, path, dataset=ds, task_name=task.name, arch="lenet5",
-                               metrics=metrics, seed=0, epochs=2, batch_size=128, lr=1e-3)
-        paths.append(path)
-    return paths
+    return list(synthetic_model_files(tmp_path_factory.mktemp("models"), epochs=2))
 
 
 def main_job(models, out, *extra):
