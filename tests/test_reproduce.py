@@ -297,3 +297,15 @@ def test_pam_s_is_shown_beside_pam_with_the_cheaper_of_the_two_per_combination(t
     # b: the shared file (0.4) beats the specialised one (0.6): ratio 0.3 / 0.4
     assert "**0.75×** (0.75–0.75)" in [l for l in text.splitlines() if l.startswith("| b |")][-1]
     assert "PAM_SPEC" not in readme_table(str(tmp_path / "results"), "toy")
+
+
+def test_fashion2_section_sets_b2_against_the_papers_b2_column(tmp_path):
+    results = []
+    for seed in (0, 1):
+        results += [_result("fashion2", "pam", seed, {"a": 0.10, "b": 0.10, "a+b": 0.12}),
+                    _result("fashion2", "b1", seed, {"a": 0.08, "b": 0.08, "a+b": 0.16}),
+                    _result("fashion2", "b2", seed, {"a": 0.15, "b": 0.15, "a+b": 0.15})]
+    _write(str(tmp_path / "results"), results)
+    text = open(render(str(tmp_path / "results"), str(tmp_path / "results.md"))).read()
+    assert "here (28×28): a 0.1500, b 0.1500, a+b 0.1500" in text
+    assert "a: measured 1.50×, paper 1.85×" in text and "a+b: measured 1.25×, paper 1.08×" in text
