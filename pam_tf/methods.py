@@ -87,6 +87,7 @@ class Method:
     uses_data: bool = False
     starts_from: str | None = None
     config_sections: tuple[str, ...] = ()  # more RunConfig sections its start reads (e.g. "mtz")
+    multi_signature: bool = True  # also export one file holding every combination
 
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
@@ -207,8 +208,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 #: PAM-S, which ``--specialise`` adds after the primary PAM run (it starts from PAM's result).
+#: No multi-signature file: a task's cut that pruning left as it was shares layers with the other
+#: cuts weight for weight, which the converter computes once in one file, so that file would not
+#: cost what the separately run files cost (its MAC check fails, rightly).
 SPECIALISED = Specialised("pam_spec", "pam_spec", "PAM-S (PAM, then each task's sub-network "
-                          "pruned alone)", merged=False, separate_files=True, starts_from="pam")
+                          "pruned alone)", merged=False, separate_files=True, starts_from="pam",
+                          multi_signature=False)
 
 #: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
 BASELINES: tuple[str, ...] = ("none", "mtz")

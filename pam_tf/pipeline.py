@@ -280,6 +280,7 @@ class Pipeline:
                    combinations=parse_combinations(c.combinations, list(net.plan.tasks)),
                    quantize=c.quantize, seed=self.config.seed, layout=c.layout,
                    separate_files=method.separate_files,
+                   multi_signature=method.multi_signature,
                    progress=lambda line: self.log(f"  {line}"))
         return {}
 
