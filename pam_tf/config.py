@@ -192,6 +192,10 @@ class PruneSettings(_Section):
                              "same for every method; 0: labels only.", lower=0.0, upper=1.0)
     batch_size: int = setting(64, "Fine-tuning mini-batch size.", lower=1)
     lr: float = setting(1e-3, "Fine-tuning learning rate (Adam).", lower=0.0)
+    lr_decay: str = setting("none", "Learning rate within each fine-tune: constant (none) or "
+                            "cosine-decayed to 5 % of --lr by its last mini-batch (cosine), so "
+                            "the accuracy judged after it varies less from step to step.",
+                            choices=("none", "cosine"))
     ranking: str = setting("global", "Rank neurons across all layers (global) or remove the "
                            "same share from each layer (per_layer).",
                            choices=("global", "per_layer"))

@@ -542,6 +542,27 @@ def test_distillation_needs_teacher_outputs_and_changes_the_fine_tuning(setup):
     assert any(not np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
+def test_cosine_learning_rate_falls_from_lr_to_its_floor_within_one_fine_tune():
+    from pam_tf.prune.finetune import COSINE_FLOOR, learning_rate
+
+    assert learning_rate(1e-3, 100) == 1e-3
+    rate = learning_rate(1e-3, 100, "cosine")
+    assert float(rate(0)) == pytest.approx(1e-3)
+    assert float(rate(50)) == pytest.approx(1e-3 * (COSINE_FLOOR + (1 - COSINE_FLOOR) / 2))
+    assert float(rate(100)) == pytest.approx(1e-3 * COSINE_FLOOR)
+    with pytest.raises(ValueError, match="lr_decay must be 'none' or 'cosine', got 'step'"):
+        learning_rate(1e-3, 100, "step")
+
+
+def test_lr_decay_changes_the_fine_tuning_and_reruns_identically(setup):
+    a = run(setup, lr_decay="cosine", max_prune_steps=1)
+    b = run(setup, max_prune_steps=1)
+    again = run(setup, lr_decay="cosine", max_prune_steps=1)
+    assert any(not np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], again.weights[k])
+
+
 def test_prune_only_shared_keeps_every_exclusive_group(setup):
     res = run(setup, prune_only_shared=True, empty_groups=True, max_prune_steps=3)
     start = {(l, g.owners): g.width for l, groups in enumerate(setup[0].layers) for g in groups}

@@ -22,7 +22,7 @@ from pam_tf.plan import Plan
 from pam_tf.tasks import Task
 
 __all__ = ["Data", "select_tasks", "check_data", "batch_indices", "finetune", "evaluate",
-           "joint_loss", "steps_for_epochs", "distilled_targets"]
+           "joint_loss", "steps_for_epochs", "distilled_targets", "learning_rate"]
 
 Data = tuple[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -134,18 +134,37 @@ def distilled_targets(tasks: Sequence[Task], ys: Mapping[str, np.ndarray],
     return out
 
 
+#: Where a cosine-decayed fine-tune ends, as a fraction of its starting learning rate.
+COSINE_FLOOR = 0.05
+
+
+def learning_rate(lr: float, steps: int, decay: str = "none"):
+    """Adam's learning rate for a fine-tune of `steps` mini-batches: `lr` constant ("none"), or
+    a cosine from `lr` to COSINE_FLOOR·lr ("cosine"). The pruning loop judges the budget right
+    after each fine-tune; a constant rate leaves the weights wherever the last noisy updates
+    put them, so a step's accuracy moves by a few tenths of a point either way and a net near its
+    budget is stopped by that noise, not by what it lost. A decayed rate settles them first."""
+    if decay == "none":
+        return lr
+    if decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(int(steps), 1),
+                                                      alpha=COSINE_FLOOR)
+    raise ValueError(f"lr_decay must be 'none' or 'cosine', got {decay!r}")
+
+
 def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], data: Data, *,
              steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
              teacher: Mapping[str, np.ndarray] | None = None,
-             distill: float = 0.0) -> dict[str, np.ndarray]:
+             distill: float = 0.0, lr_decay: str = "none") -> dict[str, np.ndarray]:
     """Train all weights of the plan's model for `steps` mini-batches on the joint loss (Adam).
 
     A fresh Adam each call: pruning changes the parameter shapes anyway, and it keeps a resumed
     run identical to an uninterrupted one (no optimizer state to checkpoint). A plain
     GradientTape loop (not ``fit``) so the batch order is exactly :func:`batch_indices`' and no
     input pipeline is involved. With `teacher` (per task, outputs of the unpruned single-task
-    net on `data`) and `distill` > 0 the targets are :func:`distilled_targets`. Returns new
-    weights; ``steps == 0`` returns `weights` unchanged.
+    net on `data`) and `distill` > 0 the targets are :func:`distilled_targets`. With `lr_decay`
+    "cosine" the rate falls from `lr` to 5 % of it over the `steps` (:func:`learning_rate`).
+    Returns new weights; ``steps == 0`` returns `weights` unchanged.
     """
     if steps <= 0:
         return dict(weights)
@@ -156,7 +175,7 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
         ys = distilled_targets(tasks, ys, teacher, float(distill))
     model = build_model(plan, weights, name=MODEL_NAME)
     variables = model.trainable_variables
-    opt = keras.optimizers.Adam(learning_rate=lr)
+    opt = keras.optimizers.Adam(learning_rate=learning_rate(lr, steps, lr_decay))
     opt.build(variables)
     loss_fn = joint_loss(model, tasks, soft)
 

@@ -194,7 +194,7 @@ class _Run:
         s = self.settings
         return finetune(plan, weights, self.tasks, self.train, steps=steps,
                         teacher=self.teacher, distill=self.settings.distill,
-                        batch_size=s.batch_size, lr=s.lr, seed=seed)
+                        batch_size=s.batch_size, lr=s.lr, lr_decay=s.lr_decay, seed=seed)
 
     def _added(self) -> None:
         """Checkpoint and report the attempt just added to the state."""
