@@ -273,6 +273,35 @@ def _specialised_table(by_method: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+SEPARATE = "b1"  # the separately pruned nets, whose largest sets the all-task reference below
+
+
+def one_net_reference(by_method: dict[str, list[dict]]) -> dict[int, float]:
+    """Per seed, Σ_t B1(t) / max_t B1(t): the all-task B1/PAM ratio a merged net reaches when it
+    costs as much as the dearest of the separately pruned nets, i.e. when the hardest task's own
+    pruned net could carry every task. It is no bound (a merged net can be cheaper than that
+    net, B1's nets carry pruning noise), but it says what an all-task ratio means: n tasks of
+    equal cost give n×, one task much dearer than the rest gives little more than 1×."""
+    out = {}
+    for r in by_method.get(SEPARATE, []):
+        tasks = r["tasks"]
+        if len(tasks) < 2:
+            continue
+        singles = [r["combinations"][t]["flops"] for t in tasks]
+        out[r["seed"]] = r["combinations"]["+".join(tasks)]["flops"] / max(singles)
+    return out
+
+
+def _one_net_line(by_method: dict[str, list[dict]]) -> list[str]:
+    ref = one_net_reference(by_method)
+    if not ref:
+        return []
+    v = list(ref.values())
+    return ["", f"One-net reference for the all-task combination: Σ B1 / max B1 = "
+                f"**{np.mean(v):.2f}×** (seeds {min(v):.2f}–{max(v):.2f}), the B1/PAM ratio of a "
+                f"merged net that costs what the dearest separately pruned net costs."]
+
+
 def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
                        plots: str) -> list[str]:
     """The page's section of one (experiment, criterion)."""
@@ -290,6 +319,7 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
              "the mean over seeds of baseline FLOPs / PAM FLOPs (> 1: PAM is cheaper).", ""]
     lines += _flops_table(by_method, [l for l in labels if l != SPECIALISED])
     lines += _specialised_table(by_method)
+    lines += _one_net_line(by_method)
     name = f"ratio_{exp}_{criterion}.png"
     if _ratio_plot(os.path.join(plots, name), by_method, f"{exp} ({criterion})"):
         lines += ["", f"![ratio per combination](results_plots/{name})"]

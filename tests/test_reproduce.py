@@ -309,3 +309,14 @@ def test_fashion2_section_sets_b2_against_the_papers_b2_column(tmp_path):
     text = open(render(str(tmp_path / "results"), str(tmp_path / "results.md"))).read()
     assert "here (28×28): a 0.1500, b 0.1500, a+b 0.1500" in text
     assert "a: measured 1.50×, paper 1.85×" in text and "a+b: measured 1.25×, paper 1.08×" in text
+
+
+def test_one_net_reference_is_the_sum_of_b1_over_its_dearest_net(tmp_path):
+    """Σ B1 / max B1 per seed: 0.6/0.4 = 1.5 and 0.5/0.3 ≈ 1.67, mean 1.58."""
+    results = []
+    for seed, (a, b) in enumerate([(0.2, 0.4), (0.3, 0.2)]):
+        results += [_result("toy", "pam", seed, {"a": 0.4, "b": 0.4, "a+b": 0.5}),
+                    _result("toy", "b1", seed, {"a": a, "b": b, "a+b": a + b})]
+    _write(str(tmp_path / "results"), results)
+    text = open(render(str(tmp_path / "results"), str(tmp_path / "results.md"))).read()
+    assert "Σ B1 / max B1 = **1.58×** (seeds 1.50–1.67)" in text
