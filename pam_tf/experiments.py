@@ -131,6 +131,18 @@ def git_commit() -> str | None:
         return None
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (a result from uncommitted code carries
+    no claim; the page says so); None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, cwd=os.path.dirname(EXAMPLES_DIR),
+                             timeout=10)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def cell_name(exp: str, method_label: str, criterion: str, seed: int, variant: str = "") -> str:
     """The results file of one method in one cell (`variant`: a named set of --set values)."""
     return f"{exp}__{method_label}__{criterion}__seed{seed}" + \
@@ -179,7 +191,7 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
         "settings": {k: v for k, v in pipeline.config.flat().items() if k != "models"},
         "models": [{"file": os.path.basename(p), "sha256": io.sha256_file(p)}
                    for p in pipeline.config.models],  # no machine-specific paths
-        "git_commit": git_commit(), "versions": {k: v for k, v in versions().items()
+        "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": {k: v for k, v in versions().items()
                                                  if k != "platform"},
         "machine": {"system": platform.system(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},

@@ -312,7 +312,10 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     lines = ["", f"## {exp} ({criterion})", "",
              f"Suite `{first['suite']}`, {first['arch']}, tasks {', '.join(first['tasks'])}; "
              f"seeds {', '.join(map(str, seeds))}; code at "
-             f"`{(first.get('git_commit') or 'unknown')[:10]}`.", "",
+             f"`{(first.get('git_commit') or 'unknown')[:10]}`"
+             + (" (**uncommitted changes** in some cells)" if any(
+                 r.get("git_dirty") for runs in by_method.values() for r in runs) else "")
+             + ".", "",
              f"Command: `python -m tools.reproduce --experiments={exp} --criteria={criterion} "
              f"--seeds={','.join(map(str, seeds))}`", "",
              "FLOPs in the paper's convention (method.md §9), mean ± std over seeds; ratios are "

@@ -36,6 +36,8 @@ def test_each_cell_writes_one_result_per_method(grid):
     for e in r["combinations"].values():
         assert e["flops"] > 0 and e["file_macs"] >= e["macs"]
     assert set(r["within_budget"]) == {"t0", "t1"} and r["settings"]["seed"] == 1
+    if r["git_commit"] is not None:  # in a checkout (CI's clean clone is one)
+        assert r["git_dirty"] in (True, False) and len(r["git_commit"]) == 40
     for combo, parts in r["attribution"].items():
         assert sum(parts.values()) == r["combinations"][combo]["flops"]
 
@@ -320,3 +322,14 @@ def test_one_net_reference_is_the_sum_of_b1_over_its_dearest_net(tmp_path):
     _write(str(tmp_path / "results"), results)
     text = open(render(str(tmp_path / "results"), str(tmp_path / "results.md"))).read()
     assert "Σ B1 / max B1 = **1.58×** (seeds 1.50–1.67)" in text
+
+
+def test_a_section_with_a_result_from_uncommitted_code_says_so(tmp_path):
+    clean = [_result("toy", "pam", 0, {"a": 0.4, "b": 0.4, "a+b": 0.5}),
+             _result("toy", "b1", 0, {"a": 0.3, "b": 0.3, "a+b": 0.6})]
+    _write(str(tmp_path / "clean"), clean)
+    assert "uncommitted" not in open(render(str(tmp_path / "clean"),
+                                            str(tmp_path / "c.md"))).read()
+    _write(str(tmp_path / "dirty"), [clean[0], {**clean[1], "git_dirty": True}])
+    assert "(**uncommitted changes** in some cells)" in open(
+        render(str(tmp_path / "dirty"), str(tmp_path / "d.md"))).read()
