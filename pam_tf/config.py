@@ -27,10 +27,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+_PRESENT = object()  # absent_as's default: the setting always counts in resume keys
+
+
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
-            lower: float | None = None, upper: float | None = None) -> Any:
-    """A dataclass field with the help text, choices and bounds its flag is generated from."""
-    kw: dict = {"metadata": {"help": help, "choices": choices, "lower": lower, "upper": upper}}
+            lower: float | None = None, upper: float | None = None,
+            absent_as: Any = _PRESENT) -> Any:
+    """A dataclass field with the help text, choices and bounds its flag is generated from.
+
+    `absent_as`: for a setting added after run folders existed, the value that does what the
+    code did before it (usually its first default). At that value it is left out of the run
+    identity and the stage keys (:meth:`_Section.key_json`), so a folder written before the
+    setting existed still resumes; any other value changes them as usual."""
+    kw: dict = {"metadata": {"help": help, "choices": choices, "lower": lower, "upper": upper,
+                             "absent_as": absent_as}}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, **kw)
     return field(default=default, **kw)
@@ -62,9 +72,17 @@ class _Section:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
 
+    def key_json(self) -> dict:
+        """What resume keys and the run identity hash: :meth:`to_json` less the settings at
+        their `absent_as` value (see :func:`setting`)."""
+        absent = {f.name for f in dataclasses.fields(self)
+                  if f.metadata.get("absent_as", _PRESENT) is not _PRESENT
+                  and getattr(self, f.name) == f.metadata["absent_as"]}
+        return {k: v for k, v in self.to_json().items() if k not in absent}
+
     def key(self) -> str:
         """A short stable hash of the section's values (part of a stage's resume key)."""
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.key_json(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -195,7 +213,7 @@ class PruneSettings(_Section):
     lr_decay: str = setting("none", "Learning rate within each fine-tune: constant (none) or "
                             "cosine-decayed to 5 % of --lr by its last mini-batch (cosine), so "
                             "the accuracy judged after it varies less from step to step.",
-                            choices=("none", "cosine"))
+                            choices=("none", "cosine"), absent_as="none")
     ranking: str = setting("global", "Rank neurons across all layers (global) or remove the "
                            "same share from each layer (per_layer).",
                            choices=("global", "per_layer"))

@@ -32,7 +32,7 @@ def identity(config: RunConfig) -> dict:
     """The settings that decide the merged and pruned networks, by flag name."""
     out = {"suite": config.suite, "method": config.method, "seed": config.seed}
     for name in IDENTITY_SECTIONS:
-        out.update(getattr(config, name).to_json())
+        out.update(getattr(config, name).key_json())
     return out
 
 
@@ -46,7 +46,8 @@ def fingerprint(config: RunConfig) -> str:
 
 def stage_key(*parts) -> str:
     """Hash of what a stage read: config sections (their JSON) and upstream stage keys."""
-    blob = json.dumps([p.to_json() if hasattr(p, "to_json") else p for p in parts],
+    blob = json.dumps([p.key_json() if hasattr(p, "key_json") else
+                       p.to_json() if hasattr(p, "to_json") else p for p in parts],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -85,3 +85,22 @@ def test_finetune_scale_task_gives_a_merged_net_the_effort_of_its_tasks():
     assert merged.resolved(merged=True, n_tasks=3) == merged  # per network: resolves to itself
     single = s.resolved(merged=False, n_tasks=1)
     assert (single.finetune_steps, single.initial_finetune_steps) == (10, 0)
+
+
+def test_a_setting_at_its_absent_as_value_leaves_the_keys_of_older_run_folders_unchanged():
+    """lr_decay came after run folders existed: at 'none' (what the code did before) neither the
+    prune section's key nor the run identity mentions it, so an older folder still resumes."""
+    import hashlib
+    import json
+
+    from pam_tf.config import PruneSettings, RunConfig
+    from pam_tf.runfolder import identity
+
+    s = PruneSettings()
+    before = {k: v for k, v in s.to_json().items() if k != "lr_decay"}
+    assert s.key_json() == before and "lr_decay" in s.to_json()
+    assert s.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert PruneSettings(lr_decay="cosine").key() != s.key()
+    assert "lr_decay" not in identity(RunConfig.from_flat(["m.keras"], "fashion2"))
+    assert identity(RunConfig.from_flat(["m.keras"], "fashion2",
+                                        lr_decay="cosine"))["lr_decay"] == "cosine"

@@ -157,7 +157,7 @@ class _Run:
                                  shared_only=settings.prune_only_shared and len(tasks) > 1)
         self.checkpoint_dir, self.ckpt = checkpoint_dir, None
         if checkpoint_dir is not None:
-            config = {**settings.to_json(), "criterion": importance.config(),
+            config = {**settings.key_json(), "criterion": importance.config(),
                       "reference": reference, "schedule": schedule_config(schedule),
                       "seed": seed, "tasks": [t.name for t in tasks],
                       "teacher": _teacher_hash(teacher)}
