@@ -26,6 +26,7 @@ from absl import app, flags, logging
 
 from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
                                 summarize_cell)
+from pam_tf.config import DistributeConfig, setting_choices
 from tools._paths import user_path
 
 FLAGS = flags.FLAGS
@@ -46,6 +47,10 @@ flags.DEFINE_string("cache", None, "Folder of trained single-task nets (default:
 flags.DEFINE_string("shard", "", "i/k (1-based, 1 <= i <= k): run only the grid's cells "
                     "i, i+k, i+2k, ... (in grid order: experiments, then criteria, then seeds), "
                     "so k workers with the same flags share one results folder; empty: all cells.")
+flags.DEFINE_enum("distribute", "default", list(setting_choices(DistributeConfig, "distribute")),
+                  "tf.distribute strategy of every cell's training loops (see the main job's "
+                  "--distribute); where the arithmetic runs, not what is computed, so it needs "
+                  "no --variant.")
 flags.DEFINE_bool("render", False, "Only render --doc from the results folder.")
 flags.DEFINE_string("doc", "docs/results.md", "The rendered results page.")
 flags.DEFINE_string("readme", "README.md", "README whose marked results table --render rewrites.")
@@ -142,6 +147,11 @@ def run_grid() -> int:
     labels = [m.label for m in methods_of_run(probe.method, probe.compare, probe.specialise)]
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
+    if FLAGS.distribute != "default":
+        from pam_tf.distribute import make_strategy
+
+        make_strategy(FLAGS.distribute)  # at start-up, before TensorFlow runs anything
+        settings = {**settings, "distribute": FLAGS.distribute}
     cells = shard_cells(grid(), shard)
     if FLAGS.resummarize:
         return resummarize(results, runs, cells)
