@@ -135,12 +135,7 @@ def sweep_one(serial: str, argv: list[str]) -> int:
               threading.Thread(target=_relay, args=(proc.stderr, serial, sys.stderr))]
     for t in relays:
         t.start()
-    while True:
-        try:
-            rc = proc.wait()
-            break
-        except KeyboardInterrupt:  # the child got Ctrl-C too: let it save and exit
-            continue
+    rc = proc.wait()  # Ctrl-C reaches the child too (same process group): it saves and exits 130
     for t in relays:
         t.join()
     return rc
