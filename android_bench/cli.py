@@ -4,16 +4,21 @@ Exit codes: 0 all runs done; 1 some runs failed or the sweep stopped early (resu
 to resume); 2 bad input or setup problem (nothing measured); 3 the phone disconnected, or stopped
 trusting this computer (unauthorized), mid-sweep (results kept, reconnect or accept the prompt and
 rerun the same command to resume); 130 interrupted (Ctrl-C).
+
+``run --serial A,B`` (or ``--all_devices``) sweeps several phones at once, one process each
+(:mod:`android_bench.fleet`); its exit status is the largest of the phones' statuses above.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from android_bench.errors import USER_ERRORS, DeviceDisconnectedError, UnauthorizedDeviceError
+from android_bench.errors import USER_ERRORS, DeviceDisconnectedError, PlanError, UnauthorizedDeviceError
 from android_bench.plan import DELEGATE_FLAGS, Cooldown, CpuProfile, PlanConfig
+from android_bench.results import RESULTS_FILE
 from android_bench.sweep import SweepReport
 
 
@@ -63,6 +68,24 @@ def _add_plan(p: argparse.ArgumentParser, delegates_help: str) -> None:
     p.add_argument("--max_consecutive_failures", type=int, default=3)
 
 
+def add_run_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``run``; also how :mod:`android_bench.fleet` rebuilds one phone's command."""
+    _add_models(p)
+    _add_plan(p, f"comma list of delegates: {', '.join(DELEGATE_FLAGS)}")
+    p.add_argument("--benchmark_binary", type=Path, required=True, help="benchmark_model built for the phone")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--serial", default=None,
+                       help="device serial (needed when several are connected); a comma list A,B sweeps "
+                            "those phones at once, one results folder OUT/SERIAL/ each")
+    which.add_argument("--all_devices", action="store_true",
+                       help="sweep every ready phone adb lists, at once, into OUT/SERIAL/ each")
+    p.add_argument("--adb", default="adb", help="adb executable (default: adb on PATH)")
+    p.add_argument("--timeout_secs", type=float, default=300.0, help="time limit of one benchmark run")
+    p.add_argument("--keep_device_files", action="store_true", help="leave the work folder on the phone")
+    p.add_argument("--op_profiling", action="store_true", help="also pull per-op profiling CSVs")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m android_bench",
                                      description="Time .tflite models on an Android phone (benchmark_model "
@@ -72,15 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list connected Android devices and their facts")
     p.add_argument("--adb", default="adb", help="adb executable (default: adb on PATH)")
 
-    p = sub.add_parser("run", help="sweep on a phone with benchmark_model")
-    _add_models(p)
-    _add_plan(p, f"comma list of delegates: {', '.join(DELEGATE_FLAGS)}")
-    p.add_argument("--benchmark_binary", type=Path, required=True, help="benchmark_model built for the phone")
-    p.add_argument("--serial", default=None, help="device serial (needed when several are connected)")
-    p.add_argument("--adb", default="adb", help="adb executable (default: adb on PATH)")
-    p.add_argument("--timeout_secs", type=float, default=300.0, help="time limit of one benchmark run")
-    p.add_argument("--keep_device_files", action="store_true", help="leave the work folder on the phone")
-    p.add_argument("--op_profiling", action="store_true", help="also pull per-op profiling CSVs")
+    add_run_options(sub.add_parser("run", help="sweep on a phone (or several at once) with benchmark_model"))
 
     p = sub.add_parser("host", help="sweep on this machine with LiteRT (Interpreter or CompiledModel)")
     _add_models(p)
@@ -90,12 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "LiteRT is moving to (a results folder keeps the API it was made with)")
 
     p = sub.add_parser("summarize", help="rewrite the summary CSV/markdown of a results folder")
-    p.add_argument("--out", type=Path, required=True, help="results folder")
+    p.add_argument("--out", type=Path, required=True,
+                   help="results folder (of one phone, or of several: then every phone's and the device summary)")
     return parser
 
 
 def _plan_inputs(args: argparse.Namespace) -> tuple[PlanConfig, CpuProfile | None, Cooldown]:
-    profile = CpuProfile.load(args.cpu_profile) if args.cpu_profile else None
+    profile = None
+    if args.cpu_profile and args.cpu_profile.is_dir():  # one SERIAL.json per phone (android_bench.fleet)
+        if not (args.command == "run" and (args.all_devices or len(_str_list(args.serial or "")) > 1)):
+            raise PlanError(f"--cpu_profile {args.cpu_profile} is a folder: a folder of SERIAL.json "
+                            "profiles is for several phones at once (--serial A,B or --all_devices)")
+    elif args.cpu_profile:
+        profile = CpuProfile.load(args.cpu_profile)
     affinities: tuple[str | None, ...] = (None,)
     if args.affinity:
         affinities = tuple(None if a.lower() == "none" else a for a in args.affinity)
@@ -142,23 +164,45 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarize(out: Path) -> int:
+    """Rewrite a results folder's summaries; for a folder of several phones, each phone's and the
+    device summary."""
+    from android_bench.fleet import DEVICES_FILE, write_fleet_summary
+    from android_bench.summary import write_summaries
+    fleet = (out / DEVICES_FILE).exists()
+    folders = [out / s for s in json.loads((out / DEVICES_FILE).read_text())] if fleet else [out]
+    for folder in folders:
+        if fleet and not (folder / RESULTS_FILE).exists():
+            continue  # a phone that never started has nothing to summarise
+        for path in write_summaries(folder).values():
+            print(f"wrote {path}")
+    if fleet:
+        for path in write_fleet_summary(out).values():
+            print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "devices":
             return _devices(args)
         if args.command == "summarize":
-            from android_bench.summary import write_summaries
-            for path in write_summaries(args.out).values():
-                print(f"wrote {path}")
-            return 0
+            return _summarize(args.out)
         from android_bench.models import load_model_set
         model_set = load_model_set(args.manifest, args.models_dir)
-        config, profile, cooldown = _plan_inputs(args)
+        config, profile, cooldown = _plan_inputs(args)  # validated once, before any phone is touched
+        serials = _str_list(args.serial) if args.command == "run" and args.serial else ()
+        if args.command == "run" and (args.all_devices or len(serials) > 1):
+            from android_bench.android import check_local_binary
+            from android_bench.fleet import pick_serials, run_fleet
+            check_local_binary(args.benchmark_binary)
+            parser = add_run_options(argparse.ArgumentParser(add_help=False))
+            return run_fleet(parser, args, pick_serials(args.adb, serials, args.all_devices))
         if args.command == "run":
             from android_bench.android import run_android_sweep
             report = run_android_sweep(
-                model_set, args.out, args.benchmark_binary, config, adb_path=args.adb, serial=args.serial,
+                model_set, args.out, args.benchmark_binary, config, adb_path=args.adb, serial=serials[0] if serials else None,
                 cpu_profile=profile, cooldown=cooldown, timeout_secs=args.timeout_secs,
                 keep_device_files=args.keep_device_files, op_profiling=args.op_profiling,
                 max_consecutive_failures=args.max_consecutive_failures)

@@ -39,6 +39,11 @@ class DeviceDisconnectedError(BenchError):
     """The phone went away (unplugged, rebooted) in the middle of a sweep."""
 
 
+class FleetError(BenchError):
+    """A request for several phones at once that cannot be honoured (a serial given twice, one
+    that cannot name a results folder, a per-phone CPU profile missing)."""
+
+
 class AdbCommandError(BenchError):
     """An adb command failed for another reason (push failed, timeout, ...)."""
 

@@ -14,6 +14,7 @@ it reads (see :mod:`pam_tf.stages`):
     PruneSettings  the pruning loop (criterion, budget, schedule length, fine-tuning, ranking)
     ExportConfig   the .tflite files (combinations, weight format, layout)
     BenchConfig    the host LiteRT benchmark
+    DistributeConfig  where training runs (a tf.distribute strategy); read by no stage's key
 
 This module imports nothing heavy: the CLI builds its flags before TensorFlow loads.
 """
@@ -298,9 +299,27 @@ class BenchConfig(_Section):
     bench_max_secs: float = setting(20.0, "Longest timing per repeat, in seconds.", lower=0.0)
 
 
+@dataclass(frozen=True)
+class DistributeConfig(_Section):
+    """Where the training loops run (:mod:`pam_tf.distribute`): merged-net recovery, pruning
+    fine-tunes, MTZ retraining and single-task training.
+
+    Part of neither the run identity nor any stage's key: it says where the arithmetic runs,
+    not what is computed (the global batch stays ``--batch_size``, losses are averaged over it,
+    importance and budgets are scored off the strategy). So every earlier run folder stays
+    valid, and a folder resumes under another strategy. Results agree with the default strategy
+    to float rounding, not bit for bit (tests/test_distribute.py states the tolerance)."""
+
+    distribute: str = setting("default", "tf.distribute strategy of the training loops: default "
+                              "(one device, exactly as before), mirrored (every local GPU; every "
+                              "logical CPU device when there is none), multi_worker "
+                              "(MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG).",
+                              choices=("default", "mirrored", "multi_worker"))
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "info": InfoConfig, "merge": MergeConfig,
                              "mtz": MtzConfig, "prune": PruneSettings, "export": ExportConfig,
-                             "bench": BenchConfig}
+                             "bench": BenchConfig, "distribute": DistributeConfig}
 
 
 @dataclass(frozen=True)
@@ -330,6 +349,7 @@ class RunConfig:
     prune: PruneSettings = field(default_factory=PruneSettings)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -356,6 +376,11 @@ class RunConfig:
         for name in SECTIONS:
             out.update(getattr(self, name).to_json())
         return out
+
+
+def setting_choices(section: type, name: str) -> tuple[str, ...]:
+    """The choices of one setting field (so code that acts on them names them once)."""
+    return next(f.metadata["choices"] for f in dataclasses.fields(section) if f.name == name)
 
 
 # ----- absl flags generated from the sections ---------------------------------------------------

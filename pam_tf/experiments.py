@@ -102,8 +102,9 @@ def net_seed(exp: Experiment, seed: int, task_index: int) -> int:
 
 
 def model_files(exp: Experiment, seed: int, cache: str,
-                progress: Callable[[str], None] = print) -> list[str]:
-    """The experiment's single-task nets for `seed`: shipped (seed 0), else trained and cached."""
+                progress: Callable[[str], None] = print, distribute: str = "default") -> list[str]:
+    """The experiment's single-task nets for `seed`: shipped (seed 0), else trained (under the
+    tf.distribute strategy `distribute`) and cached."""
     from pam_tf.data import load_suite
 
     ds = load_suite(exp.suite)
@@ -124,7 +125,7 @@ def model_files(exp: Experiment, seed: int, cache: str,
             progress(f"  training {exp.arch} for {exp.suite}/{task.name}, seed {seed} "
                      f"(net seed {train_seed}, {exp.epochs} epochs) -> {path}")
             model, metrics = train_single_task(ds, task.name, exp.arch, epochs=exp.epochs,
-                                               seed=train_seed, verbose=0)
+                                               seed=train_seed, verbose=0, distribute=distribute)
             save_single_task_model(model, path, dataset=ds, task_name=task.name, arch=exp.arch,
                                    metrics=metrics, seed=train_seed, epochs=exp.epochs,
                                    batch_size=128, lr=1e-3)
@@ -217,8 +218,8 @@ def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: 
     from pam_tf.config import RunConfig
     from pam_tf.pipeline import Pipeline
 
-    paths = model_files(exp, seed, cache, log)
     flat = {**CELL_DEFAULTS, **exp.settings, **settings, "criterion": criterion, "seed": seed}
+    paths = model_files(exp, seed, cache, log, distribute=flat.get("distribute", "default"))
     config = RunConfig.from_flat(paths, exp.suite, **flat)
     out = cell_folder(runs, exp.name, criterion, seed, variant)
     pipeline = Pipeline(config, out, lambda line: log(f"    {line}"))

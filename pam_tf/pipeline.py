@@ -362,7 +362,14 @@ class Pipeline:
         return export, bench
 
     def run_all(self, command: str = "") -> str:
-        """Run (or resume) every stage; returns the output folder."""
+        """Run (or resume) every stage, its training loops under the configured tf.distribute
+        strategy (:mod:`pam_tf.distribute`; none by default); returns the output folder."""
+        from pam_tf.distribute import training_strategy
+
+        with training_strategy(self.config.distribute.distribute):
+            return self._run_stages(command)
+
+    def _run_stages(self, command: str) -> str:
         check_model_count(self.config.models)  # cheap checks before anything is written
         for path in self.config.models:
             check_model_file(path)

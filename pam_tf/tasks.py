@@ -90,12 +90,14 @@ class Task:
         """NumPy dtype of the label arrays: float32 (binary 0/1) or int64 (class index)."""
         return np.float32 if self.kind == BINARY else np.int64
 
-    def keras_loss(self):
-        """A fresh tf_keras loss object for this task's head."""
+    def keras_loss(self, reduction: str | None = None):
+        """A fresh tf_keras loss object for this task's head (``reduction``: Keras' own, e.g.
+        ``"none"`` for per-sample losses under a tf.distribute strategy; default: the mean)."""
         from pam_tf.compat import keras  # imported here: keeps data code free of TensorFlow
+        kw = {"reduction": reduction} if reduction else {}
         if self.kind == BINARY:
-            return keras.losses.BinaryCrossentropy(name=f"{self.name}_loss")
-        return keras.losses.SparseCategoricalCrossentropy(name=f"{self.name}_loss")
+            return keras.losses.BinaryCrossentropy(name=f"{self.name}_loss", **kw)
+        return keras.losses.SparseCategoricalCrossentropy(name=f"{self.name}_loss", **kw)
 
     def keras_metric(self):
         """A fresh tf_keras accuracy metric matching :meth:`accuracy` (for progress display)."""

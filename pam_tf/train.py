@@ -14,6 +14,7 @@ seed, epochs, data checksum, TensorFlow / tf_keras versions and the command that
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -24,6 +25,7 @@ import numpy as np
 from pam_tf.compat import keras, set_seed, tf
 from pam_tf.io import atomic_path, write_text
 from pam_tf.data.dataset import TaskDataset
+from pam_tf.distribute import make_strategy
 from pam_tf.tasks import Task
 from pam_tf.zoo import build_model
 
@@ -53,11 +55,13 @@ def evaluate_task(model: keras.Model, x: np.ndarray, y: np.ndarray, task: Task,
 
 def train_single_task(dataset: TaskDataset, task_name: str, arch: str = "lenet5",
                       epochs: int = 5, batch_size: int = 128, seed: int = 0, lr: float = 1e-3,
-                      verbose: int = 2) -> tuple[keras.Model, dict]:
+                      verbose: int = 2, distribute: str = "default") -> tuple[keras.Model, dict]:
     """Train ``arch`` on one task of ``dataset`` with Adam; evaluate it on the test split.
 
     Seeded (:func:`pam_tf.compat.set_seed`, deterministic ops). ``verbose`` is Keras' (0 silent,
-    1 progress bar, 2 one line per epoch). Returns the model and a dict of metrics: test
+    1 progress bar, 2 one line per epoch). ``distribute`` names a :mod:`pam_tf.distribute`
+    strategy: the model is built and compiled in its scope and ``batch_size`` stays the global
+    batch (Keras splits it over the replicas). Returns the model and a dict of metrics: test
     ``accuracy`` (binary: mean per-label accuracy), ``per_label_accuracy``, ``loss``,
     ``train_seconds``, ``history`` (per-epoch training loss/accuracy), ``n_train``, ``n_test``."""
     task = dataset.task(task_name)
@@ -67,7 +71,9 @@ def train_single_task(dataset: TaskDataset, task_name: str, arch: str = "lenet5"
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     set_seed(seed)
-    model = compile_for_task(build_model(arch, dataset.input_shape, task, seed=seed), task, lr)
+    strategy = make_strategy(distribute)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = compile_for_task(build_model(arch, dataset.input_shape, task, seed=seed), task, lr)
     start = time.perf_counter()
     history = model.fit(dataset.x_train, dataset.y_train[task.name], batch_size=batch_size,
                         epochs=epochs, shuffle=True, verbose=verbose)

@@ -50,11 +50,16 @@ def run(*, example: str, models: list[str], suite: str | None, out: str, **setti
         suite = suite or example_suite
         paths = tuple(os.path.relpath(p) if not os.environ.get("BUILD_WORKSPACE_DIRECTORY")
                       else p for p in paths)
+    from pam_tf.distribute import make_strategy, worker_path
+
     try:
         config = RunConfig.from_flat(paths, suite, **settings)
+        # at start-up, before TensorFlow runs anything: MultiWorkerMirroredStrategy needs that
+        make_strategy(config.distribute.distribute)
+        out = worker_path(user_path(out), config.distribute.distribute)
     except ValueError as e:
         raise InputError(str(e)) from None
-    return Pipeline(config, user_path(out)).run_all(command=" ".join(sys.argv))
+    return Pipeline(config, out).run_all(command=" ".join(sys.argv))
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,12 @@ Each cell (experiment, criterion, seed) runs the main job with every registered 
 own run folder under --runs (which it resumes); a cell whose result files all exist is skipped,
 so rerunning a finished grid does nothing and says so, and a killed grid finishes where it
 stopped. Experiments: see `pam_tf.experiments.EXPERIMENTS`.
+
+``--shard=i/k`` (1-based: i = 1..k) runs only every k-th cell of the grid, starting at the i-th,
+so k workers (a job array, or k processes on one machine) given the same flags fill one results
+and runs folder without two of them ever running the same cell; ``--render`` merges whatever
+results are there. A SLURM job array: ``--array=1-K`` and
+``--shard=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`` (README, "Scaling out").
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from absl import app, flags, logging
 
 from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
                                 summarize_cell)
+from pam_tf.config import DistributeConfig, setting_choices
 from tools._paths import user_path
 
 FLAGS = flags.FLAGS
@@ -37,6 +44,13 @@ flags.DEFINE_string("results", "results", "Folder of the results JSON files (one
 flags.DEFINE_string("runs", "runs/reproduce", "Folder of the cells' run folders.")
 flags.DEFINE_string("cache", None, "Folder of trained single-task nets (default: the data "
                     "cache's models/).")
+flags.DEFINE_string("shard", "", "i/k (1-based, 1 <= i <= k): run only the grid's cells "
+                    "i, i+k, i+2k, ... (in grid order: experiments, then criteria, then seeds), "
+                    "so k workers with the same flags share one results folder; empty: all cells.")
+flags.DEFINE_enum("distribute", "default", list(setting_choices(DistributeConfig, "distribute")),
+                  "tf.distribute strategy of every cell's training loops (see the main job's "
+                  "--distribute); where the arithmetic runs, not what is computed, so it needs "
+                  "no --variant.")
 flags.DEFINE_bool("render", False, "Only render --doc from the results folder.")
 flags.DEFINE_string("doc", "docs/results.md", "The rendered results page.")
 flags.DEFINE_string("readme", "README.md", "README whose marked results table --render rewrites.")
@@ -64,8 +78,37 @@ def parse_settings(items: list[str]) -> dict:
     return out
 
 
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """'2/4' → (2, 4): the 1-based shard index and the shard count; '' → None (every cell).
+
+    1-based to match a job array numbered 1..k (SLURM's ``--array=1-K``); ValueError names the
+    bad value and says what is expected."""
+    if not text:
+        return None
+    index, sep, count = text.partition("/")
+    try:
+        i, k = int(index), int(count)
+    except ValueError:
+        i = k = 0
+    if not sep or k < 1 or not 1 <= i <= k:
+        raise ValueError(f"--shard={text!r}: expected i/k with whole numbers 1 <= i <= k, "
+                         "e.g. --shard=1/4 ... --shard=4/4 (1-based)")
+    return i, k
+
+
+def shard_cells(cells: list, shard: tuple[int, int] | None) -> list:
+    """The cells of shard (i, k): those at 0-based grid positions i-1, i-1+k, i-1+2k, ...
+
+    Assigned by position in the whole grid (done cells included), so which worker owns a cell
+    never depends on what another worker has finished."""
+    if shard is None:
+        return list(cells)
+    i, k = shard
+    return list(cells[i - 1::k])
+
+
 def grid() -> list[tuple]:
-    """The cells asked for: (experiment, criterion, seed)."""
+    """The cells asked for: (experiment, criterion, seed), in a fixed order."""
     exps = [get_experiment(e) for e in FLAGS.experiments]
     return [(e, c, int(s)) for e in exps for c in FLAGS.criteria for s in FLAGS.seeds]
 
@@ -77,10 +120,10 @@ def cell_done(results: str, exp, criterion: str, seed: int, labels: list[str],
                for l in labels)
 
 
-def resummarize(results: str, runs: str) -> int:
+def resummarize(results: str, runs: str, cells: list[tuple]) -> int:
     """--resummarize: every asked-for cell whose run folder holds a finished run."""
     n = 0
-    for exp, criterion, seed in grid():
+    for exp, criterion, seed in cells:
         out = cell_folder(runs, exp.name, criterion, seed, FLAGS.variant)
         if os.path.exists(os.path.join(out, "report.md")):
             summarize_cell(exp, criterion, seed, out=out, results=results,
@@ -96,6 +139,7 @@ def run_grid() -> int:
     from pam_tf.methods import methods_of_run
 
     settings = parse_settings(FLAGS.set)
+    shard = parse_shard(FLAGS.shard)
     if settings and not FLAGS.variant:
         raise ValueError("--set needs --variant NAME, so that its results do not pass for the "
                          "defaults")
@@ -103,15 +147,25 @@ def run_grid() -> int:
     labels = [m.label for m in methods_of_run(probe.method, probe.compare, probe.specialise)]
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
+    if FLAGS.distribute != "default":
+        from pam_tf.distribute import make_strategy
+
+        make_strategy(FLAGS.distribute)  # at start-up, before TensorFlow runs anything
+        settings = {**settings, "distribute": FLAGS.distribute}
+    cells = shard_cells(grid(), shard)
     if FLAGS.resummarize:
-        return resummarize(results, runs)
-    cells = grid()
+        return resummarize(results, runs, cells)
+    where = f" of shard {shard[0]}/{shard[1]}" if shard else ""
+    if not cells:
+        print(f"reproduce: shard {shard[0]}/{shard[1]} has no cells (the grid has "
+              f"{len(grid())}): nothing to do")
+        return 0
     todo = [c for c in cells if not cell_done(results, *c, labels, FLAGS.variant)]
     if not todo:
-        print(f"reproduce: all {len(cells)} cell(s) already have results in {results}: "
+        print(f"reproduce: all {len(cells)} cell(s){where} already have results in {results}: "
               "nothing to do")
         return 0
-    print(f"reproduce: {len(todo)} of {len(cells)} cell(s) to run "
+    print(f"reproduce: {len(todo)} of {len(cells)} cell(s){where} to run "
           f"({len(cells) - len(todo)} done earlier); methods {', '.join(labels)}")
     from pam_tf.inputs import InputError
 

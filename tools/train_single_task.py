@@ -21,6 +21,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from pam_tf.config import DistributeConfig
+from pam_tf.config import define_flags as config_flags
 from pam_tf.data.sources import DataUnavailableError
 from pam_tf.data.suites import list_suites, load_suite
 from pam_tf.zoo import ARCHITECTURES
@@ -53,6 +55,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0 silent, 1 progress bar, "
                          "2 one line per epoch.", lower_bound=0, upper_bound=2, flag_values=fv)
+    config_flags(fv, sections=(DistributeConfig,))  # --distribute, as the main job has it
     flags.mark_flags_as_required(["suite", "task"], flag_values=fv)
     flags.register_validator("out", lambda v: v is None or v.endswith(".keras"),
                              message="--out must end in .keras", flag_values=fv)
@@ -61,18 +64,23 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def run(suite: str, task: str, arch: str = "lenet5", out: str | None = None, epochs: int = 5,
         batch_size: int = 128, seed: int = 0, lr: float = 1e-3, limit_train: int | None = None,
-        limit_test: int | None = None, verbose: int = 2, command: str | None = None) -> dict:
-    """Load the suite, train ``arch`` on ``task``, save model and sidecar; return the sidecar."""
+        limit_test: int | None = None, verbose: int = 2, command: str | None = None,
+        distribute: str = "default") -> dict:
+    """Load the suite, train ``arch`` on ``task`` (under the tf.distribute strategy
+    `distribute`), save model and sidecar; return the sidecar."""
+    from pam_tf.distribute import make_strategy, worker_path
     from pam_tf.train import save_single_task_model, train_single_task  # imports TensorFlow
 
-    out = out or default_out(suite, task, arch)
+    make_strategy(distribute)  # at start-up, before TensorFlow runs anything (multi_worker)
+    out = worker_path(out or default_out(suite, task, arch), distribute)
     dataset = load_suite(suite, limit_train=limit_train, limit_test=limit_test, seed=seed)
     dataset.task(task)  # ValueError naming the suite's tasks if there is no such task
     print(f"{suite}/{task}: {arch}, {len(dataset.x_train)} train / {len(dataset.x_test)} test "
           f"images {dataset.input_shape}, {epochs} epochs, batch {batch_size}, seed {seed}",
           flush=True)
     model, metrics = train_single_task(dataset, task, arch, epochs=epochs, batch_size=batch_size,
-                                       seed=seed, lr=lr, verbose=verbose)
+                                       seed=seed, lr=lr, verbose=verbose,
+                                       distribute=distribute)
     sidecar = save_single_task_model(
         model, out, dataset=dataset, task_name=task, arch=arch, metrics=metrics, seed=seed,
         epochs=epochs, batch_size=batch_size, lr=lr, command=command,
@@ -96,7 +104,7 @@ def main(argv: list[str]) -> int:
     try:
         run(f.suite, f.task, arch=f.arch, out=out, epochs=f.epochs, batch_size=f.batch_size,
             seed=f.seed, lr=f.lr, limit_train=f.limit_train, limit_test=f.limit_test,
-            verbose=f.verbose, command=command_line(sys.argv))
+            verbose=f.verbose, command=command_line(sys.argv), distribute=f.distribute)
     except ValueError as e:  # bad task name, limits, ...: a usage problem, not a crash
         raise app.UsageError(str(e)) from e
     except DataUnavailableError as e:

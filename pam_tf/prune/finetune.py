@@ -18,6 +18,7 @@ import numpy as np
 
 from pam_tf.build import build_model, get_weights, output_dict
 from pam_tf.compat import keras, tf
+from pam_tf.distribute import active_strategy, split_batch
 from pam_tf.plan import Plan
 from pam_tf.tasks import Task
 
@@ -102,11 +103,14 @@ class Batches(keras.utils.Sequence):
 EAGER_STEPS = 30
 
 
-def joint_loss(model, tasks: Sequence[Task], soft: bool = False):
+def joint_loss(model, tasks: Sequence[Task], soft: bool = False, per_sample: bool = False):
     """A function (outputs, ys) → Σ_t loss_t, for custom training loops on `model`; with
-    `soft`, multiclass targets are probability vectors (see :func:`distilled_targets`)."""
-    losses = {t.name: (keras.losses.CategoricalCrossentropy(name=f"{t.name}_loss")
-                       if soft and t.kind != "binary" else t.keras_loss()) for t in tasks}
+    `soft`, multiclass targets are probability vectors (see :func:`distilled_targets`); with
+    `per_sample`, one summed loss per sample instead of the batch mean (a strategy's replicas
+    average over the global batch themselves)."""
+    kw = {"reduction": "none"} if per_sample else {}
+    losses = {t.name: (keras.losses.CategoricalCrossentropy(name=f"{t.name}_loss", **kw)
+                       if soft and t.kind != "binary" else t.keras_loss(**kw)) for t in tasks}
     names = [n.split("/")[0] for n in model.output_names]
 
     def fn(outputs, ys):
@@ -154,8 +158,9 @@ def learning_rate(lr: float, steps: int, decay: str = "none"):
 
 def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], data: Data, *,
              steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-             teacher: Mapping[str, np.ndarray] | None = None,
-             distill: float = 0.0, lr_decay: str = "none") -> dict[str, np.ndarray]:
+             teacher: Mapping[str, np.ndarray] | None = None, distill: float = 0.0,
+             lr_decay: str = "none",
+             strategy: "tf.distribute.Strategy | None" = None) -> dict[str, np.ndarray]:
     """Train all weights of the plan's model for `steps` mini-batches on the joint loss (Adam).
 
     A fresh Adam each call: pruning changes the parameter shapes anyway, and it keeps a resumed
@@ -164,7 +169,9 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
     input pipeline is involved. With `teacher` (per task, outputs of the unpruned single-task
     net on `data`) and `distill` > 0 the targets are :func:`distilled_targets`. With `lr_decay`
     "cosine" the rate falls from `lr` to 5 % of it over the `steps` (:func:`learning_rate`).
-    Returns new weights; ``steps == 0`` returns `weights` unchanged.
+    Returns new weights; ``steps == 0`` returns `weights` unchanged. Under a tf.distribute
+    `strategy` (default: :func:`pam_tf.distribute.active_strategy`, None outside one) the same
+    batches are split over its replicas (:func:`_finetune_replicated`).
     """
     if steps <= 0:
         return dict(weights)
@@ -173,6 +180,10 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
     soft = bool(distill) and teacher is not None
     if soft:
         ys = distilled_targets(tasks, ys, teacher, float(distill))
+    strategy = active_strategy() if strategy is None else strategy
+    if strategy is not None:
+        return _finetune_replicated(strategy, plan, weights, tasks, (x, ys), soft, steps=steps,
+                                    batch_size=batch_size, lr=lr, lr_decay=lr_decay, seed=seed)
     model = build_model(plan, weights, name=MODEL_NAME)
     variables = model.trainable_variables
     opt = keras.optimizers.Adam(learning_rate=learning_rate(lr, steps, lr_decay))
@@ -189,6 +200,39 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
         train_step = tf.function(train_step)
     for b in batch_indices(len(x), batch_size, steps, seed):
         train_step(tf.constant(x[b]), {k: tf.constant(v[b]) for k, v in ys.items()})
+    return get_weights(model, plan)
+
+
+def _finetune_replicated(strategy, plan: Plan, weights: dict[str, np.ndarray],
+                         tasks: Sequence[Task], data: Data, soft: bool, *, steps: int,
+                         batch_size: int, lr: float, lr_decay: str, seed: int
+                         ) -> dict[str, np.ndarray]:
+    """:func:`finetune` under a tf.distribute strategy: model and Adam built in its scope; each
+    of the same global mini-batches split over the replicas (:func:`split_batch`); each
+    replica's summed per-sample loss divided by the global batch size, and the replicas'
+    gradients summed by the optimizer, so a step is the one-device step up to float rounding."""
+    x, ys = data
+    with strategy.scope():
+        model = build_model(plan, weights, name=MODEL_NAME)
+        variables = model.trainable_variables
+        opt = keras.optimizers.Adam(learning_rate=learning_rate(lr, steps, lr_decay))
+        opt.build(variables)
+    loss_fn = joint_loss(model, tasks, soft, per_sample=True)
+    indices = batch_indices(len(x), batch_size, steps, seed)
+    global_batch = indices.shape[1]
+
+    def replica_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = tf.nn.compute_average_loss(loss_fn(model(xb, training=True), yb),
+                                              global_batch_size=global_batch)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    @tf.function
+    def train_step(xb, yb):
+        strategy.run(replica_step, args=(xb, yb))
+
+    for b in indices:
+        train_step(*split_batch(strategy, (x[b], {k: v[b] for k, v in ys.items()})))
     return get_weights(model, plan)
 
 

@@ -12,6 +12,10 @@ State lives in the folder named by ``$FAKE_ADB_STATE``:
   files;
 * ``calls.jsonl`` - every invocation's argv, so tests can check what the harness sent.
 
+Several harness processes may call it at once (one sweep per phone): each call holds an exclusive
+``flock`` on ``lock`` while it reads and rewrites ``config.json``, so no call loses another's
+update (a hung run lets go of it before it sleeps).
+
 It answers like the real client: ``devices [-l]``, ``-s SERIAL``, ``get-state``, ``push``, ``pull``
 and ``shell``. ``shell`` joins its arguments with spaces, as adb does, and parses the line with
 POSIX quoting rules, so unquoted file names with spaces break here exactly as on a phone. The
@@ -23,6 +27,7 @@ model file size, the thread count and the run name (:func:`fake_avg_us`).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -58,14 +63,23 @@ class State:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.config_path = root / "config.json"
+        self._lock = open(root / "lock", "a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # released when this call exits, or by release()
         self.config = json.loads(self.config_path.read_text())
+
+    def release(self) -> None:
+        """Let other calls in (before this one sleeps for good); it must not save after this."""
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def save(self) -> None:
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.config, indent=2))
         os.replace(tmp, self.config_path)
 
-    def faults(self) -> dict:
+    def faults(self, dev: dict | None = None) -> dict:
+        """The faults of `dev`: its own ``faults`` entry when it has one, else the global ones."""
+        if dev is not None and "faults" in dev:
+            return dev["faults"]
         return self.config.setdefault("faults", {})
 
     def visible_devices(self) -> list[dict]:
@@ -240,7 +254,7 @@ class Shell:
     # -- commands --------------------------------------------------------------------------
     def run(self, argv: list[str]) -> int:
         name = argv[0]
-        if name in self.state.faults().get("missing_commands", []):  # an old toybox
+        if name in self.state.faults(self.dev).get("missing_commands", []):  # an old toybox
             self.err.append(f"{SH}: {name}: inaccessible or not found\n")
             return 127
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
@@ -293,7 +307,7 @@ class Shell:
             return 2
         rc = 1
         for a in files[1:]:
-            if a.startswith("/sys/") and self.state.faults().get("sysfs_unreadable"):
+            if a.startswith("/sys/") and self.state.faults(self.dev).get("sysfs_unreadable"):
                 self.err.append(f"grep: {a}: Permission denied\n")
                 rc = 2
                 continue
@@ -398,7 +412,7 @@ class Shell:
         if usage:
             self.err.append(usage + "\n")
             return 2
-        survives = self.state.faults().get("survives_pkill")
+        survives = self.state.faults(self.dev).get("survives_pkill")
         killed = [p for p in found if not (survives == "all" or (survives == "term" and not sig9))]
         self.dev["procs"] = [p for p in self.dev.get("procs", []) if p not in killed]
         if self._own_shell_matches(args):  # the pattern matched the shell running pkill: it dies
@@ -430,7 +444,7 @@ class Shell:
             return 126
         with open(f, "rb") as fh:
             head = fh.read(len(MARKER))
-        if self.state.faults().get("binary_not_executable") or head != MARKER:
+        if self.state.faults(self.dev).get("binary_not_executable") or head != MARKER:
             self.err.append(f"{SH}: {path}: not executable: 64-bit ELF file\n")
             return 126
         self.exe = path
@@ -475,12 +489,13 @@ class FakeBenchmark:
         dev = self.sh.dev
         dev["runs"] = dev.get("runs", 0) + 1
         n = dev["runs"]
-        faults = self.state.faults()
+        faults = self.state.faults(dev)
         self.state.save()
         if n in faults.get("hang_on_runs", []):
             procs = dev.setdefault("procs", [])
             procs.append({"pid": 4242 + n, "args": " ".join([self.sh.exe, *args])})
             self.state.save()
+            self.state.release()
             time.sleep(3600)
         if n in faults.get("garbage_on_runs", []):
             self.sh.out.append("Segmentation fault\n\x1b[0m?? core dumped ??\nxyzzy 12 34\n")

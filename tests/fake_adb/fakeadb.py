@@ -79,11 +79,19 @@ class FakeAdb:
         cfg["faults"] = faults
         self.write_config(cfg)
 
+    def set_device_faults(self, serial: str, **faults: Any) -> None:
+        """Faults of one phone only (they replace the global ones for it), e.g. one of two
+        phones that disconnects mid-sweep."""
+        cfg = self.config()
+        next(d for d in cfg["devices"] if d["serial"] == serial)["faults"] = faults
+        self.write_config(cfg)
+
     def reconnect(self) -> None:
-        """Plug the phone back in: clear 'gone' and the faults."""
+        """Plug the phones back in: clear 'gone' and the faults (global and per phone)."""
         cfg = self.config()
         for d in cfg["devices"]:
             d["gone"] = False
+            d.pop("faults", None)
         cfg["faults"] = {}
         self.write_config(cfg)
 
