@@ -250,6 +250,18 @@ def graph_no_merge_plan(graph: Graph, tasks: Sequence[str], head_units: Sequence
     return GraphPlan("none", tuple(tasks), graph, classes, heads)
 
 
+def graph_shared_plan(graph: Graph, tasks: Sequence[str], head_units: Sequence[int],
+                      head_activations: Sequence[str]) -> GraphPlan:
+    """Fully shared over a graph: per class one all-task group holding all n networks'
+    channels (weights block-diagonal, so it still computes every network exactly)."""
+    classes = tuple((Group(tuple(tasks), tuple((m, i) for m in range(len(tasks))
+                                               for i in range(graph.class_width(c)))),)
+                    for c in range(len(graph.class_names)))
+    heads = tuple(Head(t, int(u), a, i) for i, (t, u, a) in
+                  enumerate(zip(tasks, head_units, head_activations)))
+    return GraphPlan("shared", tuple(tasks), graph, classes, heads)
+
+
 def graph_split_by_task(plan: GraphPlan) -> list[GraphPlan]:
     """B1's per-task split: a plan without shared groups as one one-task plan per task, each
     task's channels renumbered as coming from model 0; weight names are unchanged."""
@@ -266,4 +278,4 @@ def graph_split_by_task(plan: GraphPlan) -> list[GraphPlan]:
 
 
 __all__ = ["GraphPlan", "GRAPH_PLAN_VERSION", "load_any_plan", "validate_graph_plan",
-           "graph_no_merge_plan", "graph_split_by_task"]
+           "graph_no_merge_plan", "graph_shared_plan", "graph_split_by_task"]
