@@ -345,10 +345,11 @@ def layer_task_information(acts: np.ndarray, task_labels: Sequence[Sequence[np.n
             for labels in task_labels]
 
 
-def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
+def regroup_layer(acts: np.ndarray | None, task_labels: Sequence[Sequence[np.ndarray]],
                   alpha: float | Sequence[float], *, mode: str = "paper", sigma2: float = 0.1,
                   relative: bool = False,
-                  layer_information: Sequence[float] | None = None) -> LayerGrouping:
+                  layer_information: Sequence[float] | None = None,
+                  sq: np.ndarray | None = None) -> LayerGrouping:
     """Assign each of a layer's pooled neurons to the tasks that need it (method.md §5).
 
     acts: (N, m) pooled neuron values of the layer over one labelled batch (the n networks'
@@ -365,15 +366,23 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
 
     layer_information: I(all neurons; Y_t) per task when the caller measured it already (the
     main job's information stage, with the same σ²); otherwise it is computed here.
+
+    sq: instead of `acts`, the (m, N, N) per-neuron squared differences, for neurons that are
+    more than one number per sample (a coupling class of a graph network: one value per tensor
+    it covers, :mod:`pam_tf.graph.merge`); pass ``acts=None`` then.
     """
     if mode not in ("paper", "subsets"):
         raise ValueError(f"mode must be 'paper' or 'subsets', got {mode!r}")
-    a = np.asarray(acts)
-    if a.ndim != 2:
-        raise ValueError(f"acts must be (N, m) pooled neuron values, got shape {a.shape}; "
-                         "reduce conv activations with reduce_conv first")
-    a = as_samples(a)
-    n, m = a.shape
+    if sq is not None:
+        sq = _check_sq_stack(sq)
+        m, n = sq.shape[0], sq.shape[1]
+    else:
+        a = np.asarray(acts)
+        if a.ndim != 2:
+            raise ValueError(f"acts must be (N, m) pooled neuron values, got shape {a.shape}; "
+                             "reduce conv activations with reduce_conv first")
+        a = as_samples(a)
+        n, m = a.shape
     if isinstance(task_labels, np.ndarray) or len(task_labels) == 0:
         raise ValueError("task_labels must be a non-empty list (one entry per task) of lists of "
                          "label vectors")
@@ -388,7 +397,7 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
         raise ValueError(f"alpha must be finite and ≥ 0, got {alphas}")
     tls = [_TaskLabels(labels, n) for labels in task_labels]
 
-    scorer = _LayerScorer(sigma2, acts=a)
+    scorer = _LayerScorer(sigma2, sq=sq) if sq is not None else _LayerScorer(sigma2, acts=a)
     everything = range(m)
     if layer_information is None:
         info = [scorer.information(everything, tl) for tl in tls]

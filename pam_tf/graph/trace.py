@@ -16,7 +16,7 @@ layer's only reader) is folded into it. Anything else unsupported is refused wit
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -138,6 +138,7 @@ class TracedGraph:
     name: str
     graph: Graph
     weights: dict[str, tuple[np.ndarray, np.ndarray]]
+    tensors: dict[str, str] = field(default_factory=dict)  # node -> Keras layer with its output
 
 
 def _shape(s) -> tuple[int, ...]:
@@ -470,7 +471,12 @@ class _GraphTracer:
                 cls = numbering[root]
             nodes.append(Node(**{**spec, "cls": cls}))
         graph = Graph(self.input_shape, tuple(nodes), tuple(class_names))
-        return TracedGraph(self.name, graph, {k: (v[0], v[1]) for k, v in self.weights.items()})
+        tensors = {n: n for n in self.nodes}
+        for layer_name, node_name in self.alias.items():  # topological: the last one wins
+            if node_name != "input":
+                tensors[node_name] = layer_name
+        return TracedGraph(self.name, graph, {k: (v[0], v[1]) for k, v in self.weights.items()},
+                           tensors)
 
 
 def check_same_graph(traced: Sequence[TracedGraph]) -> Graph:
