@@ -1,0 +1,199 @@
+"""Pruning graph plans: coupled magnitude ranking, coupled removal, fine-tuning, a budget.
+
+The chain's pruning loop (:mod:`pam_tf.prune.loop`: Taylor/VIB gates, backtracking,
+checkpoints) is written against chain plans; graph plans get this smaller loop, kept
+deliberately simple:
+
+- **importance** of a class channel: the L1 norm of everything that computes it, summed over
+  every node of its class (each Conv2D/Dense producer's kernel column and each depthwise filter)
+  — a channel is kept or removed as one unit, so it is scored as one (Torch-Pruning's group
+  magnitude). Scores are divided by their class mean (classes differ in fan-in) and, FLOPs
+  aware, by what one channel of the group costs across the network;
+- **step**: remove the lowest-ranked `step_fraction` of the prunable channels (a group keeps at
+  least one), narrow with :func:`~pam_tf.graph.surgery.remove_class_channels`, fine-tune on the
+  joint loss, evaluate;
+- **budget**: stop at the first step that takes a task more than `budget` points below its
+  reference accuracy and return the last state inside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from pam_tf.graph.plan import GraphPlan, graph_split_by_task
+from pam_tf.graph.surgery import full_class_keep, remove_class_channels
+from pam_tf.graph.train import graph_evaluate, graph_finetune
+from pam_tf.plan import Group, Head, PlanError, canonical_order
+from pam_tf.prune.finetune import Data
+from pam_tf.tasks import Task
+
+__all__ = ["GraphPruneSettings", "GraphPruneResult", "coupled_magnitude", "prune_graph",
+           "prune_graph_per_task", "combine_graph_plans"]
+
+
+@dataclass(frozen=True)
+class GraphPruneSettings:
+    """Settings of :func:`prune_graph` (the chain loop's names where they mean the same)."""
+
+    budget: float = 1.0            # accuracy points below the reference a task may lose
+    step_fraction: float = 0.1     # fraction of the prunable channels removed per step
+    max_prune_steps: int = 20
+    initial_finetune_steps: int = 100  # recovery of a merged start before pruning
+    finetune_steps: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    flops_aware: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.step_fraction < 1.0:
+            raise ValueError(f"step_fraction must be in (0, 1), got {self.step_fraction}")
+        if self.budget < 0 or self.max_prune_steps < 0:
+            raise ValueError("budget and max_prune_steps must be >= 0")
+
+
+@dataclass
+class GraphPruneResult:
+    plan: GraphPlan
+    weights: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+    reason: str
+    history: list[dict] = field(default_factory=list)
+
+
+def coupled_magnitude(plan: GraphPlan, weights: Mapping[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """Per class group ('<class>__<owners>'), each channel's L1 norm summed over the class."""
+    scores = {name: np.zeros(len(m)) for name, m in full_class_keep(plan).items()}
+    for node in plan.graph.hidden:
+        if node.kind not in ("conv", "dense", "depthwise") or node.cls < 0:
+            continue
+        for g in plan.classes[node.cls]:
+            k = np.abs(np.asarray(weights[f"{plan.group_name(node, g)}/kernel"]))
+            per = k.sum(axis=(0, 1, 3)) if node.kind == "depthwise" else \
+                k.reshape(-1, k.shape[-1]).sum(axis=0)
+            scores[plan.class_group_name(node.cls, g)] += per
+    return scores
+
+
+def _channel_flops(plan: GraphPlan) -> dict[str, float]:
+    """FLOPs of all combinations together that one channel of each group costs (>= 1)."""
+    combos = plan.combinations()
+    base = sum(plan.cost(c).flops for c in combos)
+    out = {}
+    for c, groups in enumerate(plan.classes):
+        for gi, g in enumerate(groups):
+            name = plan.class_group_name(c, g)
+            if g.width < 2:
+                out[name] = float(max(1, base))
+                continue
+            classes = list(plan.classes)
+            classes[c] = groups[:gi] + (Group(g.owners, g.sources[:-1]),) + groups[gi + 1:]
+            try:
+                smaller = GraphPlan(plan.method, plan.tasks, plan.graph, tuple(classes),
+                                    plan.heads)
+                out[name] = float(max(1, base - sum(smaller.cost(k).flops for k in combos)))
+            except PlanError:
+                out[name] = float(max(1, base))
+    return out
+
+
+def _removal_keep(plan: GraphPlan, weights: Mapping[str, np.ndarray], fraction: float,
+                  flops_aware: bool) -> tuple[dict[str, np.ndarray], int]:
+    """Keep masks without the lowest-ranked `fraction` of the prunable channels."""
+    scores = coupled_magnitude(plan, weights)
+    flops = _channel_flops(plan) if flops_aware else {}
+    ranked = []
+    for name, s in scores.items():
+        norm = s / max(float(s.mean()), 1e-12)
+        if flops_aware:
+            norm = norm / flops[name]
+        ranked.extend((float(v), name, j) for j, v in enumerate(norm))
+    keep = {name: np.ones(len(s), bool) for name, s in scores.items()}
+    prunable = sum(len(s) - 1 for s in scores.values())
+    quota = int(np.ceil(fraction * prunable)) if prunable else 0
+    removed = 0
+    for _, name, j in sorted(ranked):
+        if removed >= quota:
+            break
+        if keep[name].sum() > 1:
+            keep[name][j] = False
+            removed += 1
+    return keep, removed
+
+
+def _inside(acc: Mapping[str, float], reference: Mapping[str, float], budget: float) -> bool:
+    return all(acc[t] >= reference[t] - budget / 100.0 for t in acc)
+
+
+def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+                train: Data, val: Data, reference: Mapping[str, float],
+                settings: GraphPruneSettings = GraphPruneSettings(), *, seed: int = 0,
+                progress: Callable[[str], None] = print) -> GraphPruneResult:
+    """Prune a graph plan jointly until the accuracy budget (see the module docstring)."""
+    weights = graph_finetune(plan, dict(weights), tasks, train,
+                             steps=settings.initial_finetune_steps,
+                             batch_size=settings.batch_size, lr=settings.lr, seed=seed)
+    acc = graph_evaluate(plan, weights, tasks, val)
+    history = [{"step": 0, "flops": plan.cost(plan.tasks).flops, "accuracy": acc}]
+    progress(f"  step 0: {history[0]['flops']} FLOPs, accuracy {_fmt(acc)}")
+    if not _inside(acc, reference, settings.budget):
+        return GraphPruneResult(plan, weights, acc, "unpruned_outside_budget", history)
+    for step in range(1, settings.max_prune_steps + 1):
+        keep, removed = _removal_keep(plan, weights, settings.step_fraction,
+                                      settings.flops_aware)
+        if removed == 0:
+            return GraphPruneResult(plan, weights, acc, "exhausted", history)
+        new_plan, new_w = remove_class_channels(plan, weights, keep)
+        new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
+                               batch_size=settings.batch_size, lr=settings.lr,
+                               seed=seed + step)
+        new_acc = graph_evaluate(new_plan, new_w, tasks, val)
+        history.append({"step": step, "removed": removed,
+                        "flops": new_plan.cost(new_plan.tasks).flops, "accuracy": new_acc})
+        progress(f"  step {step}: -{removed} channels, {history[-1]['flops']} FLOPs, "
+                 f"accuracy {_fmt(new_acc)}")
+        if not _inside(new_acc, reference, settings.budget):
+            return GraphPruneResult(plan, weights, acc, "budget", history)
+        plan, weights, acc = new_plan, new_w, new_acc
+    return GraphPruneResult(plan, weights, acc, "max_steps", history)
+
+
+def _fmt(acc: Mapping[str, float]) -> str:
+    return ", ".join(f"{t} {100 * v:.2f}" for t, v in acc.items())
+
+
+def combine_graph_plans(plans: Sequence[GraphPlan], method: str = "none") -> GraphPlan:
+    """B1 after pruning: one-task graph plans side by side as one no-merge plan (plan i's
+    channels come from model i; weight names are unchanged)."""
+    graph = plans[0].graph
+    tasks = [p.tasks[0] for p in plans]
+    classes = tuple(canonical_order(tasks, [Group(g.owners, tuple((i, n) for _, n in g.sources))
+                                            for i, p in enumerate(plans) for g in p.classes[c]])
+                    for c in range(len(graph.class_names)))
+    heads = tuple(Head(p.heads[0].task, p.heads[0].units, p.heads[0].activation, i)
+                  for i, p in enumerate(plans))
+    return GraphPlan(method, tuple(tasks), graph, classes, heads)
+
+
+def prune_graph_per_task(plan: GraphPlan, weights: Mapping[str, np.ndarray],
+                         tasks: Sequence[Task], train: Data, val: Data,
+                         reference: Mapping[str, float],
+                         settings: GraphPruneSettings = GraphPruneSettings(), *, seed: int = 0,
+                         progress: Callable[[str], None] = print
+                         ) -> tuple[GraphPruneResult, list[GraphPruneResult]]:
+    """B1: prune each task's own network alone to its own budget, then recombine."""
+    results = []
+    for part in graph_split_by_task(plan):
+        t = part.tasks[0]
+        progress(f" network of task {t}:")
+        sub = {k: v for k, v in weights.items()
+               if k.split("/")[0].endswith(f"__{t}") or k.split("/")[0] == t}
+        results.append(prune_graph(part, sub, tasks, train, val, {t: reference[t]}, settings,
+                                   seed=seed, progress=progress))
+    combined = combine_graph_plans([r.plan for r in results], plan.method)
+    merged_w = {k: v for r in results for k, v in r.weights.items()}
+    acc = {t: a for r in results for t, a in r.accuracy.items()}
+    return GraphPruneResult(combined, merged_w, acc,
+                            ",".join(r.reason for r in results)), results
