@@ -130,6 +130,10 @@ class Plan:
             return self.chain.hidden[0].in_channels
         return sum(self.layers[layer - 1][i].width for i in self.readable(layer, group))
 
+    def unit_names(self) -> list[str]:
+        """Names of the grouped units (the hidden layers), in order."""
+        return [layer.name for layer in self.chain.hidden]
+
     def widths(self) -> list[int]:
         """Total width of each hidden layer."""
         return [sum(g.width for g in groups) for groups in self.layers]

@@ -333,15 +333,19 @@ def greedy_uninformative_set_reference(z: np.ndarray, labels: Sequence[np.ndarra
 # One layer, all tasks
 # --------------------------------------------------------------------------------------------
 
-def layer_task_information(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
-                           sigma2: float = 0.1) -> list[float]:
+def layer_task_information(acts: np.ndarray | None,
+                           task_labels: Sequence[Sequence[np.ndarray]],
+                           sigma2: float = 0.1, *, sq: np.ndarray | None = None) -> list[float]:
     """I(all neurons of the layer; Y_t) for each task t, nats (what relative α scales).
 
     Computed exactly as :func:`regroup_layer` computes it, so a value measured once can be
-    handed to regrouping (``layer_information=``) without changing any decision."""
-    a = as_samples(np.asarray(acts))
-    scorer = _LayerScorer(sigma2, acts=a)
-    return [scorer.information(range(a.shape[1]), _TaskLabels(labels, a.shape[0]))
+    handed to regrouping (``layer_information=``) without changing any decision. `sq`: as in
+    :func:`regroup_layer`, instead of `acts`."""
+    if sq is not None:
+        scorer = _LayerScorer(sigma2, sq=_check_sq_stack(sq))
+    else:
+        scorer = _LayerScorer(sigma2, acts=as_samples(np.asarray(acts)))
+    return [scorer.information(range(scorer.m), _TaskLabels(labels, scorer.n))
             for labels in task_labels]
 
 

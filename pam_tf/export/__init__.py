@@ -37,7 +37,7 @@ from pam_tf.compat import tf
 from pam_tf.export import accuracy as _accuracy
 from pam_tf.export import convert, flatbuffer_cost, manifest as _manifest, multi_signature
 from pam_tf.export import parity, runtime
-from pam_tf.export.plans import check_weights_for, input_shape_of, is_graph_plan
+from pam_tf.networks import check_weights_for, input_shape_of, is_graph_plan
 from pam_tf.export.errors import CostMismatchError, ExportError, ManifestError, ParityError
 from pam_tf.export.manifest import MANIFEST_NAME, MANIFEST_VERSION, load_manifest
 from pam_tf.plan import Plan

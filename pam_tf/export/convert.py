@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from pam_tf.compat import keras, tf
-from pam_tf.export.plans import build_for
+from pam_tf.networks import build_for
 from pam_tf.plan import Plan, PlanError
 
 

@@ -25,7 +25,7 @@ from pam_tf.compat import keras, tf
 from pam_tf.export import flatbuffer_cost
 from pam_tf.export.convert import combo_key, keras_name, quantization
 from pam_tf.export.errors import ExportError
-from pam_tf.export.plans import build_for, input_shape_of, weight_shapes_for
+from pam_tf.networks import build_for, input_shape_of, weight_shapes_for
 from pam_tf.plan import Plan
 
 

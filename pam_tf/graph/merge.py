@@ -21,8 +21,9 @@ from pam_tf.config import InfoConfig, MergeConfig
 from pam_tf.graph.plan import GraphPlan
 from pam_tf.graph.trace import Graph, TracedGraph, check_same_graph
 from pam_tf.information import reduce_conv
+from pam_tf.merge import InformationTable
 from pam_tf.plan import Group, Head, canonical_order
-from pam_tf.regroup import neuron_sq_diffs, regroup_layer
+from pam_tf.regroup import layer_task_information, neuron_sq_diffs, regroup_layer
 from pam_tf.tasks import Task
 
 COVERED_KINDS = ("conv", "dense", "depthwise", "add", "act")  # tensors that carry a class
@@ -122,37 +123,77 @@ def _class_kind(graph: Graph, c: int) -> str:
     return "conv" if any(n.kind == "conv" for n in graph.class_nodes(c)) else "dense"
 
 
+def measure_graph_information(models: Sequence, traced: Sequence[TracedGraph],
+                              tasks: Sequence[Task], x: np.ndarray, y: dict[str, np.ndarray],
+                              config: InfoConfig = InfoConfig(),
+                              progress: Callable[[str], None] = print) -> InformationTable:
+    """The information stage for graph networks: per coupling class its tensors' pooled
+    values (side by side in the table's acts), σ² and I(class; Y_t) per task."""
+    graph = check_same_graph(traced)
+    acts = pooled_class_activations(models, traced, x, config.reduce)
+    labels = [t.information_labels(y[t.name]) for t in tasks]
+    sigma2, info = [], []
+    for c, name in enumerate(graph.class_names):
+        sq = class_sq(acts[c])
+        sigma2.append(class_sigma2(sq, config.sigma2, config.sigma2_scale))
+        info.append(layer_task_information(None, labels, sigma2[-1], sq=sq))
+        progress(f"  class {name:>8} ({len(acts[c])} tensors): " + ", ".join(
+            f"I(class; {t.name}) = {v:.3f} nats" for t, v in zip(tasks, info[-1])))
+    return InformationTable(list(graph.class_names), [t.name for t in tasks],
+                            [np.concatenate(a, axis=1) for a in acts], sigma2, info,
+                            {t.name: y[t.name] for t in tasks}, config,
+                            tensors=[len(a) for a in acts])
+
+
+def _class_blocks(table: InformationTable, c: int) -> list[np.ndarray]:
+    """A class's per-tensor (N, n·d) blocks back out of the table."""
+    return np.split(table.acts[c], table.tensors[c], axis=1)
+
+
+def pam_graph_plan_from_information(traced: Sequence[TracedGraph], tasks: Sequence[Task],
+                                    table: InformationTable,
+                                    merge: MergeConfig = MergeConfig(),
+                                    progress: Callable[[str], None] = print) -> GraphPlan:
+    """Regroup every coupling class once from a measured graph information table."""
+    graph = check_same_graph(traced)
+    if table.tensors is None or table.layers != list(graph.class_names):
+        raise ValueError(f"the information table covers {table.layers}, not the coupling "
+                         f"classes {list(graph.class_names)} of a graph network")
+    labels = [t.information_labels(table.labels[t.name]) for t in tasks]
+    owners, class_meta = [], []
+    for c, name in enumerate(graph.class_names):
+        start = time.perf_counter()
+        sq = class_sq(_class_blocks(table, c))
+        grouping = regroup_layer(None, labels, merge.alpha_for(_class_kind(graph, c)),
+                                 mode=merge.mode, sigma2=table.sigma2[c],
+                                 relative=merge.alpha_relative,
+                                 layer_information=table.information[c], sq=sq)
+        owners.append(grouping.owners)
+        sizes = {"+".join(tasks[i].name for i in sorted(k)): len(v)
+                 for k, v in grouping.groups().items()}
+        class_meta.append({"class": name, "tensors": table.tensors[c],
+                           "alpha": grouping.alpha_used, "sigma2": table.sigma2[c],
+                           "information": grouping.layer_information,
+                           "dropped": len(grouping.dropped()), "groups": sizes})
+        progress(f"  regroup class {name} ({table.tensors[c]} tensors): {sq.shape[0]} "
+                 "channels -> " + ", ".join(f"{k}: {v}" for k, v in sizes.items())
+                 + f", dropped {len(grouping.dropped())} ({time.perf_counter() - start:.1f} s)")
+    return graph_plan_from_owners(
+        graph, [t.name for t in tasks], [t.n_outputs for t in tasks],
+        [tr.graph.head.activation for tr in traced], owners, method="pam",
+        meta={"pam": {**merge.to_json(), **table.config.to_json()}, "classes": class_meta,
+              "info_samples": table.samples})
+
+
 def pam_graph_plan(models: Sequence, traced: Sequence[TracedGraph], tasks: Sequence[Task],
                    x_info: np.ndarray, y_info: dict[str, np.ndarray],
                    merge: MergeConfig = MergeConfig(), info: InfoConfig = InfoConfig(),
                    progress: Callable[[str], None] = print) -> GraphPlan:
     """PAM on graph networks: measure and regroup every coupling class once."""
-    graph = check_same_graph(traced)
-    acts = pooled_class_activations(models, traced, x_info, info.reduce)
-    labels = [t.information_labels(y_info[t.name]) for t in tasks]
-    owners, class_meta = [], []
-    for c, name in enumerate(graph.class_names):
-        start = time.perf_counter()
-        sq = class_sq(acts[c])
-        sigma2 = class_sigma2(sq, info.sigma2, info.sigma2_scale)
-        grouping = regroup_layer(None, labels, merge.alpha_for(_class_kind(graph, c)),
-                                 mode=merge.mode, sigma2=sigma2, relative=merge.alpha_relative,
-                                 sq=sq)
-        owners.append(grouping.owners)
-        sizes = {"+".join(tasks[i].name for i in sorted(k)): len(v)
-                 for k, v in grouping.groups().items()}
-        class_meta.append({"class": name, "tensors": len(acts[c]), "alpha": grouping.alpha_used,
-                           "sigma2": sigma2, "information": grouping.layer_information,
-                           "dropped": len(grouping.dropped()), "groups": sizes})
-        progress(f"  regroup class {name} ({len(acts[c])} tensors): {sq.shape[0]} channels -> "
-                 + ", ".join(f"{k}: {v}" for k, v in sizes.items())
-                 + f", dropped {len(grouping.dropped())} ({time.perf_counter() - start:.1f} s)")
-    return graph_plan_from_owners(
-        graph, [t.name for t in tasks], [t.n_outputs for t in tasks],
-        [tr.graph.head.activation for tr in traced], owners, method="pam",
-        meta={"pam": {**merge.to_json(), **info.to_json()}, "classes": class_meta,
-              "info_samples": int(len(x_info))})
+    table = measure_graph_information(models, traced, tasks, x_info, y_info, info, progress)
+    return pam_graph_plan_from_information(traced, tasks, table, merge, progress)
 
 
-__all__ = ["pam_graph_plan", "graph_plan_from_owners", "pooled_class_activations", "class_sq",
-           "class_tensors", "class_sigma2"]
+__all__ = ["pam_graph_plan", "pam_graph_plan_from_information", "measure_graph_information",
+           "graph_plan_from_owners", "pooled_class_activations", "class_sq", "class_tensors",
+           "class_sigma2"]

@@ -109,6 +109,19 @@ class GraphPlan:
                     need[src].update(self.readable(node, groups[gi]))
         return {n.name: sorted(need[n.name]) for n in graph.hidden}
 
+    @property
+    def layers(self) -> tuple[tuple[Group, ...], ...]:
+        """The groups per class: a class plays the role of a chain plan's layer (reports)."""
+        return self.classes
+
+    def unit_names(self) -> list[str]:
+        """Names of the grouped units (the classes), in order."""
+        return list(self.graph.class_names)
+
+    def widths(self) -> list[int]:
+        """Total width of each class."""
+        return [sum(g.width for g in groups) for groups in self.classes]
+
     # ----- cost --------------------------------------------------------------------------------
     def group_cost(self, node: Node, gi: int) -> Cost:
         """Cost of one group of one node: convs and Dense by method.md §9, a depthwise group
@@ -134,6 +147,22 @@ class GraphPlan:
         return total([self.group_cost(nodes[name], gi)
                       for name, idx in self.needed(combo).items() for gi in idx] +
                      [self.head_cost(t) for t in combo])
+
+    def attribution(self, combination: Iterable[str]) -> dict[str, int]:
+        """Where a combination's FLOPs come from: owner set → FLOPs of its groups in every
+        node, plus "heads". Sums to ``cost(combination).flops``."""
+        combo = self.normalise_combination(combination)
+        nodes = {n.name: n for n in self.graph.hidden}
+        out: dict[str, int] = {}
+        for name, idx in self.needed(combo).items():
+            for gi in idx:
+                group = self.groups_of(nodes[name].cls)[gi]
+                if nodes[name].cls < 0:
+                    continue
+                key = "+".join(group.owners)
+                out[key] = out.get(key, 0) + self.group_cost(nodes[name], gi).flops
+        out["heads"] = sum(self.head_cost(t).flops for t in combo)
+        return out
 
     # ----- serialisation -----------------------------------------------------------------------
     def to_json(self) -> dict:

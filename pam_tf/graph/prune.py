@@ -45,6 +45,26 @@ class GraphPruneSettings:
     batch_size: int = 64
     lr: float = 1e-3
     flops_aware: bool = True
+    final_finetune_steps: int = 0
+
+    @staticmethod
+    def from_prune_settings(settings, step_fraction: float = 0.1) -> "GraphPruneSettings":
+        """The main job's (resolved) PruneSettings for graph networks; settings this loop
+        cannot honour are refused rather than ignored."""
+        if settings.criterion != "magnitude":
+            raise ValueError(f"--criterion={settings.criterion}: graph networks (residual, "
+                             "depthwise) are pruned with the coupled magnitude criterion only; "
+                             "pass --criterion=magnitude")
+        if settings.target_flops is not None or settings.distill:
+            raise ValueError("--target_flops and --distill are not implemented for graph "
+                             "networks (budget mode only)")
+        return GraphPruneSettings(
+            budget=settings.budget, step_fraction=step_fraction,
+            max_prune_steps=settings.max_prune_steps,
+            initial_finetune_steps=int(settings.initial_finetune_steps or 0),
+            finetune_steps=settings.finetune_steps, batch_size=settings.batch_size,
+            lr=settings.lr, flops_aware=settings.flops_aware,
+            final_finetune_steps=int(settings.final_finetune_steps or 0))
 
     def __post_init__(self) -> None:
         if not 0.0 < self.step_fraction < 1.0:
@@ -53,13 +73,42 @@ class GraphPruneSettings:
             raise ValueError("budget and max_prune_steps must be >= 0")
 
 
+REASONS = {
+    "budget": "the next pruning step left the accuracy budget; returned the last state "
+              "inside it",
+    "unpruned_outside_budget": "even the unpruned network is outside the accuracy budget",
+    "max_steps": "max_prune_steps was reached",
+    "exhausted": "every group is at one channel; nothing left to prune",
+}
+
+
 @dataclass
 class GraphPruneResult:
+    """The pruned network, its validation accuracy and why pruning stopped (the fields the
+    main job reads from the chain loop's PruneResult)."""
+
     plan: GraphPlan
     weights: dict[str, np.ndarray]
     accuracy: dict[str, float]
     reason: str
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        kept = [h["step"] for h in self.history
+                if h.get("flops") == self.plan.cost(self.plan.tasks).flops]
+        return kept[-1] if kept else 0
+
+    @property
+    def flops_fraction(self) -> float:
+        start = self.history[0]["flops"] if self.history else 1
+        return self.plan.cost(self.plan.tasks).flops / max(1, start)
+
+    @property
+    def message(self) -> str:
+        why = ", ".join(REASONS.get(r, r) for r in self.reason.split(","))
+        return (f"graph loop (coupled magnitude): {why}; step {self.step}, "
+                f"{100 * self.flops_fraction:.1f} % of the starting FLOPs")
 
 
 def coupled_magnitude(plan: GraphPlan, weights: Mapping[str, np.ndarray]
@@ -145,7 +194,10 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
                                       settings.flops_aware)
         if removed == 0:
             return GraphPruneResult(plan, weights, acc, "exhausted", history)
-        new_plan, new_w = remove_class_channels(plan, weights, keep)
+        try:
+            new_plan, new_w = remove_class_channels(plan, weights, keep)
+        except PlanError:  # the removal would starve a reader: stop where we are
+            return GraphPruneResult(plan, weights, acc, "exhausted", history)
         new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
                                batch_size=settings.batch_size, lr=settings.lr,
                                seed=seed + step)
@@ -155,9 +207,23 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
         progress(f"  step {step}: -{removed} channels, {history[-1]['flops']} FLOPs, "
                  f"accuracy {_fmt(new_acc)}")
         if not _inside(new_acc, reference, settings.budget):
-            return GraphPruneResult(plan, weights, acc, "budget", history)
+            return _finish(plan, weights, tasks, train, val, settings, seed, acc, "budget",
+                           history)
         plan, weights, acc = new_plan, new_w, new_acc
-    return GraphPruneResult(plan, weights, acc, "max_steps", history)
+    return _finish(plan, weights, tasks, train, val, settings, seed, acc, "max_steps", history)
+
+
+def _finish(plan, weights, tasks, train, val, settings, seed, acc, reason, history
+            ) -> GraphPruneResult:
+    """The final fine-tune (kept only if it does not lower any task's accuracy)."""
+    if settings.final_finetune_steps > 0:
+        tuned = graph_finetune(plan, weights, tasks, train, steps=settings.final_finetune_steps,
+                               batch_size=settings.batch_size, lr=settings.lr,
+                               seed=seed + 10_000)
+        tuned_acc = graph_evaluate(plan, tuned, tasks, val)
+        if all(tuned_acc[t] >= acc[t] for t in acc):
+            weights, acc = tuned, tuned_acc
+    return GraphPruneResult(plan, weights, acc, reason, history)
 
 
 def _fmt(acc: Mapping[str, float]) -> str:
