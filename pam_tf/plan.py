@@ -190,8 +190,10 @@ class Plan:
             raise PlanError(f"{where}: expected a JSON object")
         version = d.get("version")
         if version != PLAN_VERSION:
+            hint = (" (a graph plan of a residual/depthwise net: read it with "
+                    "pam_tf.graph.plan.load_any_plan)") if version == 2 else ""
             raise PlanError(f"{where}: plan version {version!r} is not supported (expected "
-                            f"{PLAN_VERSION})")
+                            f"{PLAN_VERSION}){hint}")
         for key in ("method", "tasks", "chain", "layers", "heads"):
             if key not in d:
                 raise PlanError(f"{where}: missing field '{key}'")

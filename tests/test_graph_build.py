@@ -107,3 +107,9 @@ def test_a_group_reading_nothing_is_refused():
     classes[0] = classes[0][:1]  # class c1 only has t0's group: t1's b1 group reads nothing
     with pytest.raises(PlanError, match="node 'b1' group 't1': reads nothing"):
         GraphPlan(plan.method, plan.tasks, plan.graph, tuple(classes), plan.heads)
+
+
+def test_a_chain_plan_reader_points_graph_plans_to_load_any_plan():
+    plan, _ = _b1([residual_block(0)])
+    with pytest.raises(PlanError, match="plan version 2 is not supported .*load_any_plan"):
+        Plan.from_json(plan.to_json())

@@ -96,3 +96,17 @@ def test_models_with_different_wiring_are_refused():
     with pytest.raises(TraceError, match="model 'res_1' node 'c1' differs from model 'res_0'"):
         check_same_graph([trace_graph(a), trace_graph(b)])
     assert check_same_graph([trace_graph(a), trace_graph(residual_block(1, units=3))])
+
+
+def test_the_main_job_traces_chains_as_chains_and_refuses_with_the_right_tracer():
+    from pam_tf.chain import TracedModel
+    from pam_tf.networks import trace_network
+    from tests.tiny_models import tiny_cnn
+    assert isinstance(trace_network(tiny_cnn()), TracedModel)
+    i = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(3, 1, name="a")(i)
+    x = keras.layers.Add(name="s")([x, keras.layers.Conv2D(3, 1, name="b")(i)])
+    x = keras.layers.Lambda(lambda t: t * 2, name="lam")(x)
+    o = keras.layers.Dense(1, name="head")(keras.layers.Flatten()(x))
+    with pytest.raises(TraceError, match=r"layer 'lam' \(Lambda\): unsupported layer type"):
+        trace_network(keras.Model(i, o, name="m"))
