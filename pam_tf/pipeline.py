@@ -115,11 +115,8 @@ class Pipeline:
             check_heads_match_tasks(traced, tasks, [os.path.basename(p) for p in paths])
         except (TraceError, ValueError) as e:
             raise InputError(str(e)) from None
-        unsupported = [m.title for m in self.methods if not m.graphs]
-        if not hasattr(network, "layers") and unsupported:
-            raise InputError(f"the models are graph networks (residual adds, depthwise "
-                             f"convolutions): {', '.join(unsupported)} is not implemented for "
-                             "them; run --method=pam or --method=none with --nocompare")
+        if not hasattr(network, "layers"):
+            self._check_graph_settings()
         if tuple(network.input_shape) != tuple(ds.input_shape):
             raise InputError(f"model '{paths[0]}' takes input {network.input_shape}, "
                              f"suite '{ds.suite}' has images {ds.input_shape}")
@@ -138,6 +135,24 @@ class Pipeline:
             "n_train_split": int(len(ds.x_train)), **self.splits.sizes(),
             "versions": versions()})
         return {}
+
+    def _check_graph_settings(self) -> None:
+        """Graph networks (residual, depthwise) take a subset of the methods and settings:
+        refuse the rest before any stage runs, naming the flag."""
+        from pam_tf.graph.prune import GraphPruneSettings
+
+        unsupported = [m.title for m in self.methods if not m.graphs]
+        if unsupported:
+            raise InputError(f"the models are graph networks (residual adds, depthwise "
+                             f"convolutions): {', '.join(unsupported)} is not implemented for "
+                             "them; run --method=pam or --method=none with --nocompare")
+        if self.config.export.layout == "fused":
+            raise InputError("the models are graph networks: --layout=fused is not implemented "
+                             "for them; pass --layout=split")
+        try:
+            GraphPruneSettings.from_prune_settings(self.config.prune)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     def _trace_models(self):
         traced = []

@@ -113,3 +113,22 @@ def test_a_chain_plan_reader_points_graph_plans_to_load_any_plan():
     plan, _ = _b1([residual_block(0)])
     with pytest.raises(PlanError, match="plan version 2 is not supported .*load_any_plan"):
         Plan.from_json(plan.to_json())
+
+
+def test_networks_whose_layer_names_differ_merge_by_position():
+    from pam_tf.compat import keras
+
+    def unnamed(seed):
+        keras.utils.set_random_seed(seed)
+        i = keras.Input((6, 6, 2))
+        x = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(i)
+        y = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+        x = keras.layers.Add()([x, keras.layers.Conv2D(3, 1)(y)])
+        return keras.Model(i, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+
+    models = [unnamed(0), unnamed(1)]
+    assert models[0].layers[1].name != models[1].layers[1].name
+    plan, weights = _b1(models)
+    x = images(3, (6, 6, 2))
+    for model, out in zip(models, build_graph_model(plan, weights)(x)):
+        np.testing.assert_allclose(out.numpy(), model(x).numpy(), atol=1e-5)

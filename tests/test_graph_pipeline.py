@@ -41,3 +41,14 @@ def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
     with pytest.raises(InputError, match=r"B2 \(MTZ\) is not implemented for them"):
         Pipeline(RunConfig.from_flat(graph_models, "synthetic", **{**FAST, "compare": True}),
                  str(tmp_path / "a"), lambda line: None).run_all()
+
+
+@pytest.mark.parametrize("setting,message", [
+    ({"layout": "fused"}, "--layout=fused is not implemented for them"),
+    ({"criterion": "taylor"}, "pruned with the coupled magnitude criterion only"),
+])
+def test_settings_graph_networks_lack_are_refused_up_front(graph_models, tmp_path, setting,
+                                                           message):
+    with pytest.raises(InputError, match=message):
+        Pipeline(RunConfig.from_flat(graph_models, "synthetic", **{**FAST, **setting}),
+                 str(tmp_path / "a"), lambda line: None).run_all()

@@ -95,26 +95,32 @@ def _inherit_kernel(kernel_of, node: Node, out_sources, in_models, in_rows) -> n
     return np.stack(cols, axis=axis).astype(np.float32)
 
 
+def _weights_at(traced: TracedGraph, position: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of the node at `position`: nodes are matched by position, so networks
+    whose layer names differ (Keras' automatic names) merge too."""
+    return traced.weights[traced.graph.nodes[position].name]
+
+
 def inherit_graph_weights(plan: GraphPlan, traced: Sequence[TracedGraph]
                           ) -> dict[str, np.ndarray]:
     """Initial weights of a graph plan from the n original networks (method.md §6)."""
     if len(traced) != len(plan.heads):
         raise PlanError(f"{len(traced)} models given for a plan of {len(plan.heads)} tasks")
     weights: dict[str, np.ndarray] = {}
-    for node in plan.graph.hidden:
+    for pos, node in enumerate(plan.graph.hidden):
         if node.kind not in ("conv", "dense", "depthwise"):
             continue
         for g in plan.groups_of(node.cls):
             name = plan.group_name(node, g)
             in_models, in_rows = _input_rows(plan, node, plan.readable(node, g))
             weights[f"{name}/kernel"] = _inherit_kernel(
-                lambda m: traced[m].weights[node.name][0], node, g.sources, in_models, in_rows)
-            weights[f"{name}/bias"] = np.array([traced[m].weights[node.name][1][j]
+                lambda m: _weights_at(traced[m], pos)[0], node, g.sources, in_models, in_rows)
+            weights[f"{name}/bias"] = np.array([_weights_at(traced[m], pos)[1][j]
                                                 for m, j in g.sources], np.float32)
     head = plan.graph.head
     for h in plan.heads:
         in_models, in_rows = _input_rows(plan, head, plan.head_inputs(h.task))
-        k, b = traced[h.source].weights[head.name]
+        k, b = _weights_at(traced[h.source], len(plan.graph.nodes) - 1)
         kernel = np.zeros((len(in_rows), h.units), np.float32)
         mask = in_models == h.source
         kernel[mask] = k[in_rows[mask]]

@@ -41,9 +41,11 @@ def pooled_class_activations(models: Sequence, traced: Sequence[TracedGraph], x:
     m·w + j is channel j of model m), conv tensors reduced spatially (method.md §4)."""
     covered = class_tensors(traced[0].graph)
     flat = [name for names in covered for name in names]
+    position = {n.name: i for i, n in enumerate(traced[0].graph.nodes)}
     per_model = []
-    for model, tr in zip(models, traced):
-        probe = keras.Model(model.inputs, [model.get_layer(tr.tensors[n]).output for n in flat])
+    for model, tr in zip(models, traced):  # nodes matched by position: names may differ
+        own = [tr.graph.nodes[position[n]].name for n in flat]
+        probe = keras.Model(model.inputs, [model.get_layer(tr.tensors[n]).output for n in own])
         acts = probe.predict(x, verbose=0, batch_size=256)
         acts = acts if isinstance(acts, list) else [acts]
         per_model.append(dict(zip(flat, (reduce_conv(np.asarray(a), reduce) for a in acts))))
