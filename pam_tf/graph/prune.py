@@ -12,8 +12,9 @@ deliberately simple:
 - **step**: remove the lowest-ranked `step_fraction` of the prunable channels (a group keeps at
   least one), narrow with :func:`~pam_tf.graph.surgery.remove_class_channels`, fine-tune on the
   joint loss, evaluate;
-- **budget**: stop at the first step that takes a task more than `budget` points below its
-  reference accuracy and return the last state inside it.
+- **budget**: a step that takes a task more than `budget` points below its reference is
+  retried with half the removal (`backtracks` times); when every retry fails, pruning stops
+  and returns the last state inside the budget.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from pam_tf.graph.plan import GraphPlan, graph_split_by_task
-from pam_tf.graph.surgery import full_class_keep, remove_class_channels
+from pam_tf.graph.surgery import (drop_unread_class_groups, full_class_keep,
+                                 remove_class_channels)
 from pam_tf.graph.train import graph_evaluate, graph_finetune
 from pam_tf.plan import Group, Head, PlanError, canonical_order
 from pam_tf.prune.finetune import Data
@@ -46,6 +48,7 @@ class GraphPruneSettings:
     lr: float = 1e-3
     flops_aware: bool = True
     final_finetune_steps: int = 0
+    backtracks: int = 2  # retries of a step outside the budget, each removing half as much
 
     @staticmethod
     def from_prune_settings(settings, step_fraction: float = 0.1) -> "GraphPruneSettings":
@@ -64,7 +67,8 @@ class GraphPruneSettings:
             initial_finetune_steps=int(settings.initial_finetune_steps or 0),
             finetune_steps=settings.finetune_steps, batch_size=settings.batch_size,
             lr=settings.lr, flops_aware=settings.flops_aware,
-            final_finetune_steps=int(settings.final_finetune_steps or 0))
+            final_finetune_steps=int(settings.final_finetune_steps or 0),
+            backtracks=int(settings.backtracks))
 
     def __post_init__(self) -> None:
         if not 0.0 < self.step_fraction < 1.0:
@@ -181,6 +185,9 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
                 settings: GraphPruneSettings = GraphPruneSettings(), *, seed: int = 0,
                 progress: Callable[[str], None] = print) -> GraphPruneResult:
     """Prune a graph plan jointly until the accuracy budget (see the module docstring)."""
+    plan, weights, dropped = drop_unread_class_groups(plan, weights)
+    if dropped:
+        progress(f"  dropped {len(dropped)} class group(s) nothing reads: {', '.join(dropped)}")
     weights = graph_finetune(plan, dict(weights), tasks, train,
                              steps=settings.initial_finetune_steps,
                              batch_size=settings.batch_size, lr=settings.lr, seed=seed)
@@ -190,27 +197,43 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
     if not _inside(acc, reference, settings.budget):
         return GraphPruneResult(plan, weights, acc, "unpruned_outside_budget", history)
     for step in range(1, settings.max_prune_steps + 1):
-        keep, removed = _removal_keep(plan, weights, settings.step_fraction,
-                                      settings.flops_aware)
-        if removed == 0:
-            return GraphPruneResult(plan, weights, acc, "exhausted", history)
-        try:
-            new_plan, new_w = remove_class_channels(plan, weights, keep)
-        except PlanError:  # the removal would starve a reader: stop where we are
-            return GraphPruneResult(plan, weights, acc, "exhausted", history)
-        new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
-                               batch_size=settings.batch_size, lr=settings.lr,
-                               seed=seed + step)
-        new_acc = graph_evaluate(new_plan, new_w, tasks, val)
-        history.append({"step": step, "removed": removed,
-                        "flops": new_plan.cost(new_plan.tasks).flops, "accuracy": new_acc})
-        progress(f"  step {step}: -{removed} channels, {history[-1]['flops']} FLOPs, "
-                 f"accuracy {_fmt(new_acc)}")
-        if not _inside(new_acc, reference, settings.budget):
+        fraction, outcome = settings.step_fraction, None
+        for attempt in range(settings.backtracks + 1):
+            outcome = _attempt(plan, weights, tasks, train, val, settings, fraction,
+                               seed + step + 1000 * attempt)
+            if outcome is None:
+                return _finish(plan, weights, tasks, train, val, settings, seed, acc,
+                               "exhausted", history)
+            new_plan, new_w, new_acc, removed = outcome
+            history.append({"step": step, "attempt": attempt, "removed": removed,
+                            "flops": new_plan.cost(new_plan.tasks).flops,
+                            "accuracy": new_acc})
+            progress(f"  step {step}" + (f" retry {attempt}" if attempt else "") +
+                     f": -{removed} channels, {history[-1]['flops']} FLOPs, accuracy "
+                     f"{_fmt(new_acc)}")
+            if _inside(new_acc, reference, settings.budget):
+                break
+            fraction /= 2
+        else:
             return _finish(plan, weights, tasks, train, val, settings, seed, acc, "budget",
                            history)
         plan, weights, acc = new_plan, new_w, new_acc
     return _finish(plan, weights, tasks, train, val, settings, seed, acc, "max_steps", history)
+
+
+def _attempt(plan, weights, tasks, train, val, settings, fraction, seed):
+    """Remove `fraction` of the prunable channels, fine-tune, evaluate; None when nothing
+    can be removed (every group at one channel, or the removal would starve a reader)."""
+    keep, removed = _removal_keep(plan, weights, fraction, settings.flops_aware)
+    if removed == 0:
+        return None
+    try:
+        new_plan, new_w = remove_class_channels(plan, weights, keep)
+    except PlanError:
+        return None
+    new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
+                           batch_size=settings.batch_size, lr=settings.lr, seed=seed)
+    return new_plan, new_w, graph_evaluate(new_plan, new_w, tasks, val), removed
 
 
 def _finish(plan, weights, tasks, train, val, settings, seed, acc, reason, history

@@ -19,7 +19,8 @@ from pam_tf.graph.plan import GraphPlan
 from pam_tf.graph.trace import INPUT_CLASS, Node
 from pam_tf.plan import Group, PlanError
 
-__all__ = ["full_class_keep", "remove_class_channels"]
+__all__ = ["full_class_keep", "remove_class_channels", "unread_class_groups",
+           "drop_unread_class_groups"]
 
 
 def full_class_keep(plan: GraphPlan) -> dict[str, np.ndarray]:
@@ -99,3 +100,32 @@ def remove_class_channels(plan: GraphPlan, weights: Mapping[str, np.ndarray],
     new_plan = plan.with_classes(classes, **(meta or {}))
     check_graph_weights(new_plan, new, where="weights after coupled removal")
     return new_plan, new
+
+
+def unread_class_groups(plan: GraphPlan) -> list[str]:
+    """Class groups that no node of their class needs for any combination: a merge can leave
+    e.g. an exclusive {t} group of an expansion class whose projection has no group {t} or
+    below to read it. They cost nothing in any combination and change no output."""
+    needed = plan.needed(plan.tasks)
+    used: dict[int, set[int]] = {}
+    for node in plan.graph.hidden:
+        if node.cls >= 0:
+            used.setdefault(node.cls, set()).update(needed[node.name])
+    return [plan.class_group_name(c, g) for c, groups in enumerate(plan.classes)
+            for gi, g in enumerate(groups) if gi not in used.get(c, set())]
+
+
+def drop_unread_class_groups(plan: GraphPlan, weights: Mapping[str, np.ndarray]
+                             ) -> tuple[GraphPlan, dict[str, np.ndarray], list[str]]:
+    """Remove every unread class group (repeatedly: removing one can orphan another). Exact:
+    no output changes."""
+    dropped: list[str] = []
+    weights = dict(weights)
+    while True:
+        names = unread_class_groups(plan)
+        if not names:
+            return plan, weights, dropped
+        widths = {k: len(m) for k, m in full_class_keep(plan).items()}
+        plan, weights = remove_class_channels(plan, weights,
+                                              {n: np.zeros(widths[n], bool) for n in names})
+        dropped.extend(names)

@@ -21,14 +21,22 @@ from pam_tf.tasks import Task
 __all__ = ["graph_finetune", "graph_evaluate", "graph_predict", "graph_get_weights"]
 
 
-def graph_get_weights(model, plan: GraphPlan) -> dict[str, np.ndarray]:
-    """Plan weights read back from a full model built by :func:`build_graph_model`."""
+def graph_get_weights(model, plan: GraphPlan,
+                      unread: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Plan weights read back from a full model built by :func:`build_graph_model`.
+
+    A group of a node that no output needs (e.g. one input of an add whose other readers do
+    not read that group) is not in the Keras model; its weights come from `unread` unchanged
+    (they affect no output, and no combination's cost counts them)."""
     names = {key.rsplit("/", 1)[0] for key in weight_shapes(plan)}
     out: dict[str, np.ndarray] = {}
     for layer in model.layers:
         if layer.name in names:
             k, b = layer.get_weights()
             out[f"{layer.name}/kernel"], out[f"{layer.name}/bias"] = k, b
+    for key in weight_shapes(plan):
+        if key not in out and unread is not None and key in unread:
+            out[key] = np.asarray(unread[key])
     check_graph_weights(plan, out, where=f"model '{model.name}'")
     return out
 
@@ -57,7 +65,7 @@ def graph_finetune(plan: GraphPlan, weights: dict[str, np.ndarray], tasks: Seque
         train_step = tf.function(train_step)
     for b in batch_indices(len(x), batch_size, steps, seed):
         train_step(tf.constant(x[b]), {k: tf.constant(v[b]) for k, v in ys.items()})
-    return graph_get_weights(model, plan)
+    return graph_get_weights(model, plan, unread=weights)
 
 
 def graph_predict(plan: GraphPlan, weights: dict[str, np.ndarray], x: np.ndarray,
