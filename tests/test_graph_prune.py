@@ -102,6 +102,7 @@ def test_a_step_outside_the_budget_is_retried_with_half_the_removal(monkeypatch)
     monkeypatch.setattr(gp, "graph_evaluate", judged)
     res = prune_graph(plan, w, TASKS, _data(), _data(seed=1), {"a": 0.9, "b": 0.9},
                       GraphPruneSettings(budget=1.0, max_prune_steps=3, initial_finetune_steps=0,
+                                         step_fraction=0.5,
                                          finetune_steps=1, batch_size=16, backtracks=1),
                       progress=lambda s: None)
     removed = [(h["step"], h.get("attempt"), h.get("removed")) for h in res.history]
