@@ -17,29 +17,45 @@ from typing import Sequence
 import numpy as np
 
 from pam_tf import io
-from pam_tf.build import check_weights
 from pam_tf.chain import Chain, TracedModel
+from pam_tf.graph.plan import GraphPlan, load_any_plan
+from pam_tf.graph.trace import WEIGHTED_KINDS, Graph, TracedGraph
+from pam_tf.networks import check_weights_for
 from pam_tf.plan import Plan
 
 
-def save_traced(folder: str, traced: Sequence[TracedModel]) -> None:
-    """The traced networks: chains (JSON) and their BN-folded weights (npz)."""
+def save_traced(folder: str, traced: Sequence[TracedModel | TracedGraph]) -> None:
+    """The traced networks: chains or graphs (JSON) and their BN-folded weights (npz; a chain's
+    by layer index, a graph's by node name)."""
     arrays = {}
+    entries = []
     for m, t in enumerate(traced):
+        if isinstance(t, TracedGraph):
+            for node, (kernel, bias) in t.weights.items():
+                arrays[f"{m}/{node}/kernel"] = kernel
+                arrays[f"{m}/{node}/bias"] = bias
+            entries.append({"name": t.name, "graph": t.graph.to_json(), "tensors": t.tensors})
+            continue
         for l, (kernel, bias) in enumerate(t.weights):
             arrays[f"{m}/{l}/kernel"] = kernel
             arrays[f"{m}/{l}/bias"] = bias
+        entries.append({"name": t.name, "chain": t.chain.to_json()})
     io.save_npz(os.path.join(folder, "traced_weights.npz"), arrays)
-    io.write_json(os.path.join(folder, "traced.json"),
-                  [{"name": t.name, "chain": t.chain.to_json()} for t in traced])
+    io.write_json(os.path.join(folder, "traced.json"), entries)
 
 
-def load_traced(folder: str) -> list[TracedModel]:
+def load_traced(folder: str) -> list[TracedModel | TracedGraph]:
     """What :func:`save_traced` wrote."""
     meta = io.read_json(os.path.join(folder, "traced.json"), what="traced networks")
     arrays = io.load_npz(os.path.join(folder, "traced_weights.npz"))
-    out = []
+    out: list[TracedModel | TracedGraph] = []
     for m, entry in enumerate(meta):
+        if "graph" in entry:
+            graph = Graph.from_json(entry["graph"])
+            weights = {n.name: (arrays[f"{m}/{n.name}/kernel"], arrays[f"{m}/{n.name}/bias"])
+                       for n in graph.nodes if n.kind in WEIGHTED_KINDS}
+            out.append(TracedGraph(entry["name"], graph, weights, dict(entry["tensors"])))
+            continue
         chain = Chain.from_json(entry["chain"])
         weights = [(arrays[f"{m}/{l}/kernel"], arrays[f"{m}/{l}/bias"])
                    for l in range(len(chain.layers))]
@@ -51,7 +67,7 @@ def load_traced(folder: str) -> list[TracedModel]:
 class Network:
     """A plan and its weights: what the merge, build and prune stages produce."""
 
-    plan: Plan
+    plan: Plan | GraphPlan
     weights: dict[str, np.ndarray]
 
     def save(self, folder: str, plan_name: str, weights_name: str) -> None:
@@ -60,10 +76,10 @@ class Network:
 
     @staticmethod
     def load(folder: str, plan_name: str, weights_name: str) -> "Network":
-        plan = Plan.load(os.path.join(folder, plan_name))
+        plan = load_any_plan(os.path.join(folder, plan_name))
         path = os.path.join(folder, weights_name)
         weights = io.load_npz(path)
-        check_weights(plan, weights, where=path)
+        check_weights_for(plan, weights, where=path)
         return Network(plan, weights)
 
 

@@ -187,7 +187,8 @@ def _chain_layers(model, name: str) -> list:
         if len(inbound) != 1:
             raise TraceError(f"model '{name}' layer '{layer.name}' ({kind}) has {len(inbound)} "
                              "inputs: residual adds and concatenations are not supported; pam-tf "
-                             "merges plain chains of Conv2D/Dense layers")
+                             "merges plain chains of Conv2D/Dense layers (residual and depthwise "
+                             "nets are traced by pam_tf.graph.trace.trace_graph)")
         src = inbound[0]
         if previous is not None and src is not previous:
             raise TraceError(f"model '{name}' layer '{layer.name}' reads '{src.name}', not the "
@@ -246,7 +247,8 @@ class _Tracer:
         elif kind not in IGNORED_AT_INFERENCE:
             raise TraceError(f"model '{self.name}' layer '{layer.name}': unsupported layer type "
                              f"{kind}; pam-tf merges chains of Conv2D/Dense with pooling, "
-                             "Flatten, global pooling, Dropout, activations and BatchNormalization")
+                             "Flatten, global pooling, Dropout, activations and BatchNormalization"
+                             " (residual and depthwise nets: pam_tf.graph.trace.trace_graph)")
 
     def _conv(self, layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
         """A Conv2D: plain (no dilation, no groups), channels_last."""

@@ -147,14 +147,14 @@ def read_method(pipeline, method, primary: bool) -> MethodNumbers:
     whose split-layout MACs disagree: here that must be one reported problem among the others.
     """
     from pam_tf.artifacts import load_latency
+    from pam_tf.graph.plan import load_any_plan
     from pam_tf.manifest_format import ManifestError, validate
-    from pam_tf.plan import Plan
 
     out = pipeline.method_dir(method)
     nums = MethodNumbers(label=method.label, title=method.title, primary=primary, tasks=[])
     tflite = os.path.join(out, "tflite")
     try:
-        plan = Plan.load(os.path.join(out, "plan.json"))
+        plan = load_any_plan(os.path.join(out, "plan.json"))
         manifest = io.read_json(os.path.join(tflite, "manifest.json"), ValueError, "manifest")
         prune = io.read_json(os.path.join(out, "prune_history.json"), ValueError,
                              "pruning summary")

@@ -71,6 +71,12 @@ def conv_cost(kh: int, kw: int, c_in: int, h_out: int, w_out: int, c_out: int) -
     return neuron_layer_cost(kh * kw, c_in, h_out * w_out, c_out)
 
 
+def depthwise_cost(kh: int, kw: int, h_out: int, w_out: int, c_out: int) -> Cost:
+    """DepthwiseConv2D: each output value reads k_h·k_w inputs of one channel, so
+    (2·kh·kw − 1)·H_out·W_out·C_out FLOPs (C_out = C_in · depth_multiplier)."""
+    return neuron_layer_cost(kh * kw, 1, h_out * w_out, c_out)
+
+
 def dense_cost(n_in: int, n_out: int) -> Cost:
     """Dense: (2·n_in − 1)·n_out FLOPs."""
     return neuron_layer_cost(1, n_in, 1, n_out)
@@ -85,7 +91,8 @@ def total(costs: Iterable[Cost]) -> Cost:
 
 
 def keras_layer_cost(layer) -> Cost | None:
-    """Cost of a built tf_keras Conv2D or Dense layer read from its shapes; None for other layers.
+    """Cost of a built tf_keras Conv2D, DepthwiseConv2D or Dense layer read from its shapes;
+    None for other layers (Add, pooling, activations, padding, concatenation: not counted).
 
     Works on any model (single-task, merged, a combination sub-model) because it only looks at
     each layer's kernel and output shape.
@@ -98,13 +105,18 @@ def keras_layer_cost(layer) -> Cost | None:
     if kind == "Dense":
         n_in, n_out = (int(v) for v in layer.kernel.shape)
         return dense_cost(n_in, n_out)
-    if kind in ("DepthwiseConv2D", "SeparableConv2D", "Conv1D", "Conv3D", "Conv2DTranspose"):
-        raise ValueError(f"layer '{layer.name}' ({kind}): cost counting supports Conv2D and Dense")
+    if kind == "DepthwiseConv2D":
+        kh, kw, c_in, mult = (int(v) for v in layer.depthwise_kernel.shape)
+        shape = layer.output_shape
+        return depthwise_cost(kh, kw, int(shape[1]), int(shape[2]), c_in * mult)
+    if kind in ("SeparableConv2D", "Conv1D", "Conv3D", "Conv2DTranspose"):
+        raise ValueError(f"layer '{layer.name}' ({kind}): cost counting supports Conv2D, "
+                         "DepthwiseConv2D and Dense")
     return None
 
 
 def keras_model_cost(model) -> tuple[Cost, dict[str, Cost]]:
-    """Total and per-layer cost of a tf_keras model (only Conv2D/Dense count)."""
+    """Total and per-layer cost of a tf_keras model (only Conv2D, DepthwiseConv2D, Dense count)."""
     per_layer = {}
     for layer in model.layers:
         c = keras_layer_cost(layer)

@@ -71,6 +71,9 @@ class InformationTable:
     information: list[list[float]]  # [layer][task]
     labels: dict[str, np.ndarray]
     config: InfoConfig
+    # graph networks: per coupling class (the "layer"), the number of tensors it covers; its
+    # acts are those tensors' (N, n·d) blocks side by side (pam_tf.graph.merge)
+    tensors: list[int] | None = None
 
     @property
     def samples(self) -> int:
@@ -78,11 +81,14 @@ class InformationTable:
 
     def to_json(self) -> dict:
         """The human-readable part (information.json; the report prints it)."""
-        return {"samples": self.samples, **self.config.to_json(),
-                "layers": [{"layer": name, "neurons": int(a.shape[1]), "sigma2": s2,
-                            "information": dict(zip(self.tasks, info))}
-                           for name, a, s2, info in zip(self.layers, self.acts, self.sigma2,
-                                                        self.information)]}
+        rows = [{"layer": name, "neurons": int(a.shape[1]), "sigma2": s2,
+                 "information": dict(zip(self.tasks, info))}
+                for name, a, s2, info in zip(self.layers, self.acts, self.sigma2,
+                                             self.information)]
+        for row, t in zip(rows, self.tensors or []):
+            row["neurons"] //= t
+            row["tensors"] = t
+        return {"samples": self.samples, **self.config.to_json(), "layers": rows}
 
     def save(self, folder: str) -> None:
         """information.npz (arrays) then information.json (written last: marks completion)."""
@@ -102,7 +108,9 @@ class InformationTable:
                                 [data[f"acts_{l}"] for l in range(len(layers))],
                                 [float(r["sigma2"]) for r in layers],
                                 [[float(r["information"][t]) for t in tasks] for r in layers],
-                                {t: data[f"y_{t}"] for t in tasks}, config)
+                                {t: data[f"y_{t}"] for t in tasks}, config,
+                                [int(r["tensors"]) for r in layers]
+                                if layers and "tensors" in layers[0] else None)
 
 
 def measure_information(models: Sequence, traced: Sequence[TracedModel], tasks: Sequence[Task],
@@ -170,8 +178,10 @@ def check_heads_match_tasks(traced: Sequence[TracedModel], tasks: Sequence[Task]
     if len(traced) != len(tasks):
         raise ValueError(f"{len(traced)} models for {len(tasks)} tasks "
                          f"({', '.join(t.name for t in tasks)}): give one model per task")
+    from pam_tf.networks import head_of
+
     for i, (tr, task) in enumerate(zip(traced, tasks)):
-        head = tr.chain.head
+        head = head_of(tr)
         label = names[i] if names else tr.name
         if head.width != task.n_outputs or head.activation != task.head_activation:
             raise ValueError(

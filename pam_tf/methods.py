@@ -29,10 +29,13 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from pam_tf.artifacts import Network
-from pam_tf.build import inherit_weights, weight_shapes
-from pam_tf.chain import TracedModel, check_same_chain
+from pam_tf.chain import TracedModel
 from pam_tf.config import MergeConfig, MtzConfig
-from pam_tf.plan import Plan, combine_single_task_plans, no_merge_plan, shared_plan, split_by_task
+from pam_tf.networks import (check_same_network, combine_single_task_plans_for, head_of,
+                             inherit_weights_for, is_graph_traced, no_merge_plan_for,
+                             refuse_graph, shared_plan_for, split_by_task_for,
+                             weight_shapes_for)
+from pam_tf.plan import Plan
 from pam_tf.tasks import Task
 
 
@@ -52,10 +55,11 @@ class MergeInputs:
     mtz: MtzConfig = field(default_factory=MtzConfig)   # MTZ's settings (B2)
 
     def plan_args(self) -> tuple:
-        """(chain, task names, head units, head activations): what every producer needs."""
-        chain = check_same_chain(self.traced)
-        return (chain, [t.name for t in self.tasks], [t.n_outputs for t in self.tasks],
-                [tr.chain.head.activation for tr in self.traced])
+        """(chain or graph, task names, head units, head activations): what every producer
+        needs."""
+        network = check_same_network(self.traced)
+        return (network, [t.name for t in self.tasks], [t.n_outputs for t in self.tasks],
+                [head_of(tr).activation for tr in self.traced])
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Method:
     starts_from: str | None = None
     config_sections: tuple[str, ...] = ()  # more RunConfig sections its start reads (e.g. "mtz")
     multi_signature: bool = True  # also export one file holding every combination
+    graphs: bool = True  # takes graph networks (residual/depthwise, pam_tf.graph) too
 
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
@@ -95,7 +100,7 @@ class Method:
     def start(self, inputs: MergeInputs) -> Network:
         """The network pruning starts from: the plan of :meth:`produce` with inherited weights."""
         plan = self.produce(inputs)
-        return Network(plan, inherit_weights(plan, inputs.traced))
+        return Network(plan, inherit_weights_for(plan, inputs.traced))
 
     def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               prune_one: PruneOne) -> PrunedNet:
@@ -112,12 +117,15 @@ class PamMethod(Method):
     """Pruning-Aware Merging (method.md §5), from the information table."""
 
     def produce(self, inputs: MergeInputs) -> Plan:
+        from pam_tf.graph.merge import pam_graph_plan_from_information
         from pam_tf.merge import pam_plan_from_information
 
         if inputs.information is None:
             raise ValueError("PAM needs the information table (run the information stage)")
-        return pam_plan_from_information(inputs.traced, inputs.tasks, inputs.information,
-                                         inputs.merge, inputs.progress)
+        produce = pam_graph_plan_from_information if is_graph_traced(inputs.traced[0]) else \
+            pam_plan_from_information
+        return produce(inputs.traced, inputs.tasks, inputs.information, inputs.merge,
+                       inputs.progress)
 
 
 @dataclass(frozen=True)
@@ -125,16 +133,16 @@ class NoMerge(Method):
     """B1: every task keeps its own network, pruned alone with the same pruner and budget."""
 
     def produce(self, inputs: MergeInputs) -> Plan:
-        return no_merge_plan(*inputs.plan_args())
+        return no_merge_plan_for(*inputs.plan_args())
 
     def prune(self, plan: Plan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
               prune_one: PruneOne) -> PrunedNet:
         """Split into one-task plans, prune each to its own budget, put them side by side."""
-        singles = {p.tasks[0]: p for p in split_by_task(plan)}
+        singles = {p.tasks[0]: p for p in split_by_task_for(plan)}
 
         def network_of(task: Task) -> Network:
             single = singles[task.name]
-            return Network(single, {k: weights[k] for k in weight_shapes(single)})
+            return Network(single, {k: weights[k] for k in weight_shapes_for(single)})
         return _prune_each_task(self, tasks, prune_one, network_of)
 
 
@@ -153,6 +161,7 @@ class Specialised(Method):
               prune_one: PruneOne) -> PrunedNet:
         from pam_tf.specialise import cut_task
 
+        refuse_graph(plan, f"{self.title}")
         return _prune_each_task(self, tasks, prune_one,
                                 lambda task: cut_task(Network(plan, dict(weights)), task.name))
 
@@ -169,7 +178,7 @@ def _prune_each_task(method: Method, tasks: Sequence[Task], prune_one: PruneOne,
         pruned.update(res.weights)
         history[task.name] = res.history
         summaries.append(f"{task.name}: {res.message}")
-    return PrunedNet(combine_single_task_plans(plans, method=method.name), pruned, {
+    return PrunedNet(combine_single_task_plans_for(plans, method=method.name), pruned, {
         "reason": "per-task", "message": "; ".join(summaries), "history": history})
 
 
@@ -178,7 +187,7 @@ class FullyShared(Method):
     """All n networks' neurons in one all-task group per layer (block-diagonal start)."""
 
     def produce(self, inputs: MergeInputs) -> Plan:
-        return shared_plan(*inputs.plan_args())
+        return shared_plan_for(*inputs.plan_args())
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,7 @@ class MtzMethod(Method):
     def start(self, inputs: MergeInputs) -> Network:
         from pam_tf.mtz import zip_networks
 
+        refuse_graph(inputs.traced[0], f"{self.title}")
         if inputs.train is None:
             raise ValueError("MTZ needs the training half (Hessians and retraining): its "
                              "method must declare uses_data")
@@ -203,7 +213,7 @@ class MtzMethod(Method):
 METHODS: dict[str, Method] = {m.name: m for m in (
     PamMethod("pam", "pam", "PAM", uses_information=True),
     NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
-    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",)),
+    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",), graphs=False),
     FullyShared("shared", "shared", "fully shared"),
 )}
 
@@ -213,7 +223,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 #: cost what the separately run files cost (its MAC check fails, rightly).
 SPECIALISED = Specialised("pam_spec", "pam_spec", "PAM-S (PAM, then each task's sub-network "
                           "pruned alone)", merged=False, separate_files=True, starts_from="pam",
-                          multi_signature=False)
+                          multi_signature=False, graphs=False)
 
 #: The methods ``--compare`` adds to a run for the report (in this order), unless primary.
 BASELINES: tuple[str, ...] = ("none", "mtz")

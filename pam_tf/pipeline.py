@@ -23,7 +23,8 @@ from typing import Callable
 
 from pam_tf import io
 from pam_tf.artifacts import Network, load_latency, load_traced, save_latency, save_traced
-from pam_tf.chain import TraceError, check_same_chain, trace_model
+from pam_tf.chain import TraceError
+from pam_tf.networks import build_for, check_same_network, is_graph_plan, trace_network
 from pam_tf.config import RunConfig
 from pam_tf.inputs import (InputError, check_model_count, check_model_file, example_models,
                            load_models, parse_combinations, tasks_for_models, versions)
@@ -110,12 +111,14 @@ class Pipeline:
         from pam_tf.merge import check_heads_match_tasks
 
         try:
-            check_same_chain(traced)
+            network = check_same_network(traced)
             check_heads_match_tasks(traced, tasks, [os.path.basename(p) for p in paths])
         except (TraceError, ValueError) as e:
             raise InputError(str(e)) from None
-        if tuple(traced[0].chain.input_shape) != tuple(ds.input_shape):
-            raise InputError(f"model '{paths[0]}' takes input {traced[0].chain.input_shape}, "
+        if not hasattr(network, "layers"):
+            self._check_graph_settings()
+        if tuple(network.input_shape) != tuple(ds.input_shape):
+            raise InputError(f"model '{paths[0]}' takes input {network.input_shape}, "
                              f"suite '{ds.suite}' has images {ds.input_shape}")
         names = [t.name for t in tasks]
         parse_combinations(self.config.export.combinations, names)
@@ -133,11 +136,29 @@ class Pipeline:
             "versions": versions()})
         return {}
 
+    def _check_graph_settings(self) -> None:
+        """Graph networks (residual, depthwise) take a subset of the methods and settings:
+        refuse the rest before any stage runs, naming the flag."""
+        from pam_tf.graph.prune import GraphPruneSettings
+
+        unsupported = [m.title for m in self.methods if not m.graphs]
+        if unsupported:
+            raise InputError(f"the models are graph networks (residual adds, depthwise "
+                             f"convolutions): {', '.join(unsupported)} is not implemented for "
+                             "them; run --method=pam or --method=none with --nocompare")
+        if self.config.export.layout == "fused":
+            raise InputError("the models are graph networks: --layout=fused is not implemented "
+                             "for them; pass --layout=split")
+        try:
+            GraphPruneSettings.from_prune_settings(self.config.prune)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+
     def _trace_models(self):
         traced = []
         for path, model in zip(self.config.models, self.models):
             try:
-                traced.append(trace_model(model, name=os.path.basename(path)))
+                traced.append(trace_network(model, name=os.path.basename(path)))
             except TraceError as e:
                 raise InputError(str(e)) from None
         return traced
@@ -145,17 +166,23 @@ class Pipeline:
     def stage_trace(self) -> dict:
         if self._traced is None:  # validate traced them already unless it ran in an earlier run
             self._traced = self._trace_models()
-        chain = check_same_chain(self._traced)
-        io.write_json(self.folder.path("chain.json"), chain.to_json())
+        network = check_same_network(self._traced)
+        io.write_json(self.folder.path("chain.json"), network.to_json())
         save_traced(self.folder.out, self._traced)
-        return {"layers": [l.name for l in chain.layers]}
+        if hasattr(network, "layers"):
+            return {"layers": [l.name for l in network.layers]}
+        return {"classes": list(network.class_names)}
 
     def stage_information(self) -> dict:
+        from pam_tf.graph.merge import measure_graph_information
         from pam_tf.merge import measure_information
+        from pam_tf.networks import is_graph_traced
 
         x, y = self.splits.info
-        table = measure_information(self.models, self.traced, self.tasks, x, y,
-                                    self.config.info, progress=self.log)
+        measure = measure_graph_information if is_graph_traced(self.traced[0]) else \
+            measure_information
+        table = measure(self.models, self.traced, self.tasks, x, y, self.config.info,
+                        progress=self.log)
         table.save(self.folder.out)
         return {}
 
@@ -223,10 +250,8 @@ class Pipeline:
         return {"widths": start.plan.widths()}
 
     def stage_build(self, method: Method) -> dict:
-        from pam_tf.build import build_model
-
         start = Network.load(self.method_dir(method), "plan_merged.json", "weights_merged.npz")
-        build_model(start.plan, start.weights).predict(self.splits.val[0][:8], verbose=0)
+        build_for(start.plan, start.weights).predict(self.splits.val[0][:8], verbose=0)
         plan = start.plan
         self.log("  FLOPs before pruning: " + ", ".join(
             f"{'+'.join(c)}: {plan.cost(c).flops / 1e6:.3f} M" for c in plan.combinations()))
@@ -240,6 +265,8 @@ class Pipeline:
 
         def prune_one(plan, weights, tasks, subfolder: str, label: str):
             settings = self.config.prune.resolved(merged=method.merged, n_tasks=len(tasks))
+            if is_graph_plan(plan):
+                return self._prune_graph(plan, weights, tasks, settings, ref, label)
             result = prune_module.prune(
                 plan, weights, tasks, self.splits.train, self.splits.val, settings,
                 reference_accuracy={t.name: ref[t.name] for t in tasks},
@@ -254,6 +281,24 @@ class Pipeline:
                                  "--target_flops")
             return result
         return prune_one
+
+    def _prune_graph(self, plan, weights, tasks, settings, ref, label: str):
+        """A graph network's pruning (:mod:`pam_tf.graph.prune`; no per-attempt checkpoints:
+        the stage as a whole resumes)."""
+        from pam_tf.graph.prune import GraphPruneSettings, prune_graph
+
+        try:
+            graph_settings = GraphPruneSettings.from_prune_settings(settings)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        result = prune_graph(plan, weights, tasks, self.splits.train, self.splits.val,
+                             {t.name: ref[t.name] for t in tasks}, graph_settings,
+                             seed=self.config.seed,
+                             progress=lambda line: self.log(f"  {label}: {line}"))
+        if result.reason == "unpruned_outside_budget":
+            raise InputError(f"the accuracy budget of {settings.budget} points cannot be met "
+                             f"({label}): {result.message}. Raise --budget")
+        return result
 
     def stage_prune(self, method: Method) -> dict:
         out = self.method_dir(method)
@@ -305,15 +350,15 @@ class Pipeline:
 
     def method_result(self, method: Method):
         from pam_tf.export import load_manifest
-        from pam_tf.plan import Plan
+        from pam_tf.graph.plan import load_any_plan
         from pam_tf.report import MethodResult
 
         out = self.method_dir(method)
         prune = io.read_json(os.path.join(out, "prune_history.json"), what="pruning summary")
         prune["summary"] = prune.get("message", "")
         return MethodResult(method=method.name, title=method.title,
-                            plan_merged=Plan.load(os.path.join(out, "plan_merged.json")),
-                            plan=Plan.load(os.path.join(out, "plan.json")),
+                            plan_merged=load_any_plan(os.path.join(out, "plan_merged.json")),
+                            plan=load_any_plan(os.path.join(out, "plan.json")),
                             manifest=load_manifest(os.path.join(out, "tflite", "manifest.json")),
                             latency=load_latency(out) if self.config.bench.benchmark else {},
                             prune=prune)

@@ -130,6 +130,10 @@ class Plan:
             return self.chain.hidden[0].in_channels
         return sum(self.layers[layer - 1][i].width for i in self.readable(layer, group))
 
+    def unit_names(self) -> list[str]:
+        """Names of the grouped units (the hidden layers), in order."""
+        return [layer.name for layer in self.chain.hidden]
+
     def widths(self) -> list[int]:
         """Total width of each hidden layer."""
         return [sum(g.width for g in groups) for groups in self.layers]
@@ -186,8 +190,10 @@ class Plan:
             raise PlanError(f"{where}: expected a JSON object")
         version = d.get("version")
         if version != PLAN_VERSION:
+            hint = (" (a graph plan of a residual/depthwise net: read it with "
+                    "pam_tf.graph.plan.load_any_plan)") if version == 2 else ""
             raise PlanError(f"{where}: plan version {version!r} is not supported (expected "
-                            f"{PLAN_VERSION})")
+                            f"{PLAN_VERSION}){hint}")
         for key in ("method", "tasks", "chain", "layers", "heads"):
             if key not in d:
                 raise PlanError(f"{where}: missing field '{key}'")

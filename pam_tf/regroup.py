@@ -333,22 +333,27 @@ def greedy_uninformative_set_reference(z: np.ndarray, labels: Sequence[np.ndarra
 # One layer, all tasks
 # --------------------------------------------------------------------------------------------
 
-def layer_task_information(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
-                           sigma2: float = 0.1) -> list[float]:
+def layer_task_information(acts: np.ndarray | None,
+                           task_labels: Sequence[Sequence[np.ndarray]],
+                           sigma2: float = 0.1, *, sq: np.ndarray | None = None) -> list[float]:
     """I(all neurons of the layer; Y_t) for each task t, nats (what relative α scales).
 
     Computed exactly as :func:`regroup_layer` computes it, so a value measured once can be
-    handed to regrouping (``layer_information=``) without changing any decision."""
-    a = as_samples(np.asarray(acts))
-    scorer = _LayerScorer(sigma2, acts=a)
-    return [scorer.information(range(a.shape[1]), _TaskLabels(labels, a.shape[0]))
+    handed to regrouping (``layer_information=``) without changing any decision. `sq`: as in
+    :func:`regroup_layer`, instead of `acts`."""
+    if sq is not None:
+        scorer = _LayerScorer(sigma2, sq=_check_sq_stack(sq))
+    else:
+        scorer = _LayerScorer(sigma2, acts=as_samples(np.asarray(acts)))
+    return [scorer.information(range(scorer.m), _TaskLabels(labels, scorer.n))
             for labels in task_labels]
 
 
-def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
+def regroup_layer(acts: np.ndarray | None, task_labels: Sequence[Sequence[np.ndarray]],
                   alpha: float | Sequence[float], *, mode: str = "paper", sigma2: float = 0.1,
                   relative: bool = False,
-                  layer_information: Sequence[float] | None = None) -> LayerGrouping:
+                  layer_information: Sequence[float] | None = None,
+                  sq: np.ndarray | None = None) -> LayerGrouping:
     """Assign each of a layer's pooled neurons to the tasks that need it (method.md §5).
 
     acts: (N, m) pooled neuron values of the layer over one labelled batch (the n networks'
@@ -365,15 +370,23 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
 
     layer_information: I(all neurons; Y_t) per task when the caller measured it already (the
     main job's information stage, with the same σ²); otherwise it is computed here.
+
+    sq: instead of `acts`, the (m, N, N) per-neuron squared differences, for neurons that are
+    more than one number per sample (a coupling class of a graph network: one value per tensor
+    it covers, :mod:`pam_tf.graph.merge`); pass ``acts=None`` then.
     """
     if mode not in ("paper", "subsets"):
         raise ValueError(f"mode must be 'paper' or 'subsets', got {mode!r}")
-    a = np.asarray(acts)
-    if a.ndim != 2:
-        raise ValueError(f"acts must be (N, m) pooled neuron values, got shape {a.shape}; "
-                         "reduce conv activations with reduce_conv first")
-    a = as_samples(a)
-    n, m = a.shape
+    if sq is not None:
+        sq = _check_sq_stack(sq)
+        m, n = sq.shape[0], sq.shape[1]
+    else:
+        a = np.asarray(acts)
+        if a.ndim != 2:
+            raise ValueError(f"acts must be (N, m) pooled neuron values, got shape {a.shape}; "
+                             "reduce conv activations with reduce_conv first")
+        a = as_samples(a)
+        n, m = a.shape
     if isinstance(task_labels, np.ndarray) or len(task_labels) == 0:
         raise ValueError("task_labels must be a non-empty list (one entry per task) of lists of "
                          "label vectors")
@@ -388,7 +401,7 @@ def regroup_layer(acts: np.ndarray, task_labels: Sequence[Sequence[np.ndarray]],
         raise ValueError(f"alpha must be finite and ≥ 0, got {alphas}")
     tls = [_TaskLabels(labels, n) for labels in task_labels]
 
-    scorer = _LayerScorer(sigma2, acts=a)
+    scorer = _LayerScorer(sigma2, sq=sq) if sq is not None else _LayerScorer(sigma2, acts=a)
     everything = range(m)
     if layer_information is None:
         info = [scorer.information(everything, tl) for tl in tls]

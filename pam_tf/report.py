@@ -110,7 +110,7 @@ def plot_groups(path: str, plans: dict[str, Plan]) -> None:
     for ax, (title, plan) in zip(axes[0], plans.items()):
         keys = sorted({g.key for groups in plan.layers for g in groups},
                       key=lambda k: (-k.count(".") , k))
-        names = [layer.name for layer in plan.chain.hidden]
+        names = plan.unit_names()
         bottom = np.zeros(len(names))
         for key in keys:
             widths = np.array([sum(g.width for g in groups if g.key == key)
@@ -211,11 +211,11 @@ def _pruning_section(results: Sequence[MethodResult]) -> list[str]:
     lines += ["", "## Groups per layer (" + primary.label + ")", "",
               "Neurons per group, `owners: width`; before → after pruning.", "",
               "| layer | merged (before pruning) | after pruning |", "|---|---|---|"]
-    for l, layer in enumerate(primary.plan.chain.hidden):
+    for l, name in enumerate(primary.plan.unit_names()):
         before = ", ".join(f"{g.key.replace('.', '+')}: {g.width}"
                            for g in primary.plan_merged.layers[l])
         after = ", ".join(f"{g.key.replace('.', '+')}: {g.width}" for g in primary.plan.layers[l])
-        lines.append(f"| {layer.name} | {before} | {after} |")
+        lines.append(f"| {name} | {before} | {after} |")
     return lines + ["", "![groups](plots/groups_per_layer.png)"]
 
 

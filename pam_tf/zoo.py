@@ -1,4 +1,5 @@
-"""Single-task architectures: plain chains of Conv2D / MaxPooling2D / Flatten / Dense.
+"""Single-task architectures: plain chains (lenet5, vgg_small) and graph networks
+(resnet_small: residual basic blocks; mobilenetv2_small: inverted residual blocks).
 
 Every model is a tf_keras functional model named ``f"{arch}_{task.name}"`` with stable layer
 names, which later stages (tracing, merging, pruning, export) rely on:
@@ -9,8 +10,10 @@ names, which later stages (tracing, merging, pruning, export) rely on:
   input layer;
 - ``head`` is the task's output layer (``task.n_outputs`` units, ``task.head_activation``).
 
-Activations are fused into the layers (``activation="relu"``); there is no batch norm or
-dropout, so a layer's output is its post-ReLU activation. Weights are initialised from
+In the chains activations are fused into the layers (``activation="relu"``); there is no batch
+norm or dropout, so a layer's output is its post-ReLU activation. The graph networks use
+BatchNormalization (folded when traced), ReLU / ReLU6 layers, residual ``Add`` layers and global
+average pooling; they are traced by :mod:`pam_tf.graph.trace`, not by the chain tracer. Weights are initialised from
 ``seed`` alone, so ``build_model(..., seed=s)`` is reproducible regardless of global state.
 
 Cost on a 28x28 input (method.md section 9 convention): lenet5 ~0.6 MFLOPs, ~44 k params;
@@ -24,7 +27,8 @@ from typing import Callable, Sequence
 from pam_tf.compat import keras
 from pam_tf.tasks import Task
 
-__all__ = ["ARCHITECTURES", "build_model", "lenet5", "vgg_small"]
+__all__ = ["ARCHITECTURES", "build_model", "lenet5", "vgg_small", "resnet_small",
+           "mobilenetv2_small"]
 
 
 class _Seeds:
@@ -101,10 +105,114 @@ def vgg_small(input_shape: Sequence[int], task: Task, seed: int = 0) -> keras.Mo
     return keras.Model(inputs, _head(x, task, seeds), name=f"vgg_small_{task.name}")
 
 
+RESNET_SMALL_WIDTHS = (16, 32, 64)
+
+
+# Moving statistics that follow the weights within a few dozen steps: these nets train for a
+# few epochs on 2 cores, and with Keras' default momentum (0.99) the statistics still lag the
+# fast-changing early weights when training stops (measured: mobilenetv2_small on composite/digit
+# after 3 epochs, 98 % train but 33 % test accuracy in inference mode).
+BN_MOMENTUM = 0.9
+
+
+def _batch_norm(name: str):
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+
+
+def _conv_bn(x, width: int, kernel: int, strides: int, name: str, seeds: _Seeds):
+    """Conv2D (no bias: BN has one) followed by BatchNormalization."""
+    x = keras.layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False,
+                            name=name, kernel_initializer=seeds.kernel())(x)
+    return _batch_norm(f"{name}_bn")(x)
+
+
+def _basic_block(x, width: int, strides: int, name: str, seeds: _Seeds):
+    """ResNet basic block: 3x3 conv-BN-ReLU, 3x3 conv-BN, plus the shortcut (identity, or a
+    1x1 conv-BN when the shape changes), then ReLU."""
+    y = keras.layers.ReLU(name=f"{name}_relu1")(_conv_bn(x, width, 3, strides, f"{name}_conv1",
+                                                         seeds))
+    y = _conv_bn(y, width, 3, 1, f"{name}_conv2", seeds)
+    if strides != 1 or int(x.shape[-1]) != width:
+        x = _conv_bn(x, width, 1, strides, f"{name}_short", seeds)
+    return keras.layers.ReLU(name=f"{name}_relu")(keras.layers.Add(name=f"{name}_add")([x, y]))
+
+
+def resnet_small(input_shape: Sequence[int], task: Task, seed: int = 0) -> keras.Model:
+    """A narrow ResNet (ResNet-8 layout, basic blocks): conv1 (3x3, 16) + BN + ReLU, then one
+    basic block per stage with widths 16-32-64 (stages 2 and 3 stride 2, 1x1 projection
+    shortcuts), global average pooling, head. Layers ``s{stage}_conv1``, ``s{stage}_add``...
+    About 18 MFLOPs at 28x28. Needs inputs of at least 8x8."""
+    shape = _check_input_shape(input_shape, 8, "resnet_small")
+    seeds = _Seeds(seed)
+    inputs = keras.Input(shape=shape, name="input")
+    x = keras.layers.ReLU(name="relu1")(_conv_bn(inputs, RESNET_SMALL_WIDTHS[0], 3, 1, "conv1",
+                                                 seeds))
+    for stage, width in enumerate(RESNET_SMALL_WIDTHS, start=1):
+        x = _basic_block(x, width, 1 if stage == 1 else 2, f"s{stage}", seeds)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, task, seeds), name=f"resnet_small_{task.name}")
+
+
+# (expansion, output channels, repeats, first stride) per stage, MobileNetV2's table narrowed
+MOBILENETV2_SMALL_STAGES = ((1, 8, 1, 1), (4, 16, 2, 2), (4, 24, 2, 2), (4, 32, 1, 1))
+MOBILENETV2_SMALL_STEM, MOBILENETV2_SMALL_LAST = 16, 64
+
+
+def _stride2_padding(size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Padding before a 3x3 stride-2 'valid' depthwise conv, as MobileNetV2 pads (TF 'same')."""
+    return tuple((s % 2, 1) for s in size)  # type: ignore[return-value]
+
+
+def _inverted_residual(x, expansion: int, width: int, strides: int, name: str, seeds: _Seeds):
+    """MobileNetV2 block: 1x1 expand-BN-ReLU6 (skipped at expansion 1), depthwise 3x3-BN-ReLU6
+    (stride 2 after ZeroPadding2D), linear 1x1 projection-BN, residual add when shapes match."""
+    c_in = int(x.shape[-1])
+    y = x
+    if expansion != 1:
+        y = keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(
+            _conv_bn(y, c_in * expansion, 1, 1, f"{name}_expand", seeds))
+    if strides == 2:
+        y = keras.layers.ZeroPadding2D(_stride2_padding(tuple(int(v) for v in y.shape[1:3])),
+                                       name=f"{name}_pad")(y)
+    y = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same" if strides == 1
+                                     else "valid", use_bias=False, name=f"{name}_dw",
+                                     depthwise_initializer=seeds.kernel())(y)
+    y = _batch_norm(f"{name}_dw_bn")(y)
+    y = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+    y = _conv_bn(y, width, 1, 1, f"{name}_project", seeds)
+    if strides == 1 and c_in == width:
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return y
+
+
+def mobilenetv2_small(input_shape: Sequence[int], task: Task, seed: int = 0) -> keras.Model:
+    """A narrow MobileNetV2: conv1 (3x3, 16) + BN + ReLU6, inverted residual blocks
+    ``b1 .. b6`` (expansion, width, repeats, stride: 1-8-1-1, 4-16-2-2, 4-24-2-2, 4-32-1-1),
+    conv_last (1x1, 64) + BN + ReLU6, global average pooling, head. Needs at least 8x8."""
+    shape = _check_input_shape(input_shape, 8, "mobilenetv2_small")
+    seeds = _Seeds(seed)
+    inputs = keras.Input(shape=shape, name="input")
+    x = keras.layers.ReLU(6.0, name="relu1")(_conv_bn(inputs, MOBILENETV2_SMALL_STEM, 3, 1,
+                                                      "conv1", seeds))
+    block = 0
+    for expansion, width, repeats, stride in MOBILENETV2_SMALL_STAGES:
+        for r in range(repeats):
+            block += 1
+            x = _inverted_residual(x, expansion, width, stride if r == 0 else 1, f"b{block}",
+                                   seeds)
+    x = keras.layers.ReLU(6.0, name="conv_last_relu")(_conv_bn(x, MOBILENETV2_SMALL_LAST, 1, 1,
+                                                               "conv_last", seeds))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, task, seeds), name=f"mobilenetv2_small_{task.name}")
+
+
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "lenet5": lenet5,
     "vgg_small": vgg_small,
+    "resnet_small": resnet_small,
+    "mobilenetv2_small": mobilenetv2_small,
 }
+GRAPH_ARCHITECTURES = ("resnet_small", "mobilenetv2_small")  # traced by pam_tf.graph
 
 
 def build_model(arch: str, input_shape: Sequence[int], task: Task, seed: int = 0) -> keras.Model:

@@ -216,14 +216,16 @@ def _save_plain(model, path, task):
     return path
 
 
-def _lenet_like(conv2_width=16, input_shape=(16, 16, 1), units=3, act="softmax", add=False):
+def _lenet_like(conv2_width=16, input_shape=(16, 16, 1), units=3, act="softmax", join=None):
     i = keras.Input(input_shape)
     x = keras.layers.Conv2D(6, 5, activation="relu", name="conv1")(i)
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    y = keras.layers.Conv2D(conv2_width if not add else 6, 3, padding="same",
+    y = keras.layers.Conv2D(conv2_width if not join else 6, 3, padding="same",
                             activation="relu", name="conv2")(x)
-    if add:
+    if join == "add":
         y = keras.layers.Add(name="skip")([x, y])
+    elif join == "concat":
+        y = keras.layers.Concatenate(name="skip")([x, y])
     x = keras.layers.Flatten(name="flatten")(y)
     x = keras.layers.Dense(8, activation="relu", name="fc3")(x)
     return keras.Model(i, keras.layers.Dense(units, activation=act, name="head")(x))
@@ -255,9 +257,18 @@ def test_suite_that_does_not_match_the_heads_is_refused(tmp_path):
 
 
 def test_unsupported_layers_are_refused(tmp_path):
-    a = _save_plain(_lenet_like(units=2, act="sigmoid", add=True), str(tmp_path / "a.keras"), "t0")
-    b = _save_plain(_lenet_like(add=True), str(tmp_path / "b.keras"), "t1")
-    with pytest.raises(InputError, match=r"layer 'skip' \(Add\) has 2 inputs"):
+    a = _save_plain(_lenet_like(units=2, act="sigmoid", join="concat"),
+                    str(tmp_path / "a.keras"), "t0")
+    b = _save_plain(_lenet_like(join="concat"), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match=r"layer 'skip' \(Concatenate\) has 2 inputs"):
+        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+
+
+def test_a_residual_add_makes_a_graph_network_that_b2_refuses_by_name(tmp_path):
+    a = _save_plain(_lenet_like(units=2, act="sigmoid", join="add"), str(tmp_path / "a.keras"),
+                    "t0")
+    b = _save_plain(_lenet_like(join="add"), str(tmp_path / "b.keras"), "t1")
+    with pytest.raises(InputError, match=r"graph networks .*B2 \(MTZ\) is not implemented"):
         Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
 
 

@@ -102,3 +102,29 @@ def test_invalid_tasks_are_refused_with_clear_errors(kwargs, message):
 def test_wrong_label_shape_is_refused():
     with pytest.raises(ValueError, match=r"labels must have shape \(N, 5\), got \(3, 4\)"):
         BINARY.check_labels(np.zeros((3, 4)))
+
+
+def test_resnet_small_is_basic_blocks_with_projection_shortcuts():
+    from pam_tf.graph.trace import trace_graph
+    m = build_model("resnet_small", (28, 28, 1), BINARY, seed=0)
+    assert m.name == "resnet_small_a"
+    g = trace_graph(m).graph
+    # identity block s1 joins the stem's class; s2, s3 join their 1x1 projection shortcut
+    assert g.class_names == ("conv1", "s1_conv1", "s2_conv1", "s2_short", "s3_conv1",
+                             "s3_short")
+    assert g.node("s1_conv2").cls == g.node("conv1").cls
+    assert g.node("s3_conv2").cls == g.node("s3_short").cls
+    assert g.node("s3_conv2").output_shape == (7, 7, 64) and g.head.fan_in == 1
+
+
+def test_mobilenetv2_small_has_inverted_residuals_with_linear_bottlenecks():
+    from pam_tf.graph.trace import trace_graph
+    m = build_model("mobilenetv2_small", (28, 56, 1), MULTI, seed=0)
+    g = trace_graph(m).graph
+    assert g.node("b3_dw").kind == "depthwise" and g.node("b3_dw").activation == "relu6"
+    assert g.node("b3_dw").cls == g.node("b3_expand").cls      # depthwise follows expand
+    assert g.node("b3_project").activation == "linear"         # linear bottleneck
+    assert g.node("b3_project").cls == g.node("b2_project").cls  # joined by b3_add
+    assert g.node("b4_pad").pad == (0, 1, 0, 1) and g.node("b4_dw").strides == (2, 2)
+    assert "b4_add" not in {n.name for n in g.nodes}  # stride 2: no residual
+    assert g.node("gap").kind == "global_avg_pool"

@@ -38,8 +38,8 @@ def images(n: int = 6, shape=(12, 12, 1), seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
 
 
-def synthetic_model_files(folder, epochs: int = 3) -> tuple[str, ...]:
-    """One tiny LeNet-5 per task of the synthetic suite, trained for `epochs` and saved with its
+def synthetic_model_files(folder, epochs: int = 3, arch: str = "lenet5") -> tuple[str, ...]:
+    """One tiny `arch` net per task of the synthetic suite, trained for `epochs` and saved with its
     sidecar into `folder` (a few seconds): the models of the main-job tests."""
     import os
 
@@ -49,9 +49,9 @@ def synthetic_model_files(folder, epochs: int = 3) -> tuple[str, ...]:
     ds = load_suite("synthetic")
     paths = []
     for task in ds.tasks:
-        model, metrics = train_single_task(ds, task.name, "lenet5", epochs=epochs, verbose=0)
-        path = os.path.join(str(folder), f"lenet5_{task.name}.keras")
-        save_single_task_model(model, path, dataset=ds, task_name=task.name, arch="lenet5",
+        model, metrics = train_single_task(ds, task.name, arch, epochs=epochs, verbose=0)
+        path = os.path.join(str(folder), f"{arch}_{task.name}.keras")
+        save_single_task_model(model, path, dataset=ds, task_name=task.name, arch=arch,
                                metrics=metrics, seed=0, epochs=epochs, batch_size=128, lr=1e-3)
         paths.append(path)
     return tuple(paths)

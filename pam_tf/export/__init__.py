@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pam_tf.build import check_weights
 from pam_tf.compat import tf
 from pam_tf.export import accuracy as _accuracy
 from pam_tf.export import convert, flatbuffer_cost, manifest as _manifest, multi_signature
 from pam_tf.export import parity, runtime
+from pam_tf.networks import check_weights_for, input_shape_of, is_graph_plan
 from pam_tf.export.errors import CostMismatchError, ExportError, ManifestError, ParityError
 from pam_tf.export.manifest import MANIFEST_NAME, MANIFEST_VERSION, load_manifest
 from pam_tf.plan import Plan
@@ -71,9 +71,9 @@ def _check_test_data(plan: Plan, tasks, x_test, y_test):
             raise ValueError(f"task '{head.task}' has {by_name[head.task].n_outputs} outputs, "
                              f"the plan's head has {head.units} units")
     x = np.asarray(x_test, dtype=np.float32)
-    if x.shape[1:] != tuple(plan.chain.input_shape):
+    if x.shape[1:] != input_shape_of(plan):
         raise ValueError(f"x_test has shape {x.shape}; the plan's input is "
-                         f"(N, {', '.join(map(str, plan.chain.input_shape))})")
+                         f"(N, {', '.join(map(str, input_shape_of(plan)))})")
     if not len(x):
         raise ValueError("x_test is empty")
     if not isinstance(y_test, Mapping):
@@ -192,10 +192,14 @@ def _prepare(plan: Plan, weights: dict[str, np.ndarray], *, tasks, x_test, y_tes
              quantize: str, parity_inputs: int, seed: int, layout: str, separate_files: bool,
              tolerance: float | None) -> _Job:
     """Check every argument, before the first byte is written: what can be refused is."""
-    check_weights(plan, weights)
+    check_weights_for(plan, weights)
     q = convert.quantization(quantize)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+    if layout == "fused" and is_graph_plan(plan):
+        raise ValueError(f"layout='fused' is not implemented for graph plans (method "
+                         f"'{plan.method}': residual/depthwise nets); export them with "
+                         "layout='split'")
     tol = q.tolerance if tolerance is None else float(tolerance)
     if int(parity_inputs) < 0:
         raise ValueError("parity_inputs must be >= 0")
@@ -203,7 +207,7 @@ def _prepare(plan: Plan, weights: dict[str, np.ndarray], *, tasks, x_test, y_tes
     task_objs, x, y = _check_test_data(plan, tasks, x_test, y_test)
     units, files_of = convert.units_for(plan, combos, quantize, layout,
                                         separate_files=separate_files)
-    x_par = parity.parity_inputs(plan.chain.input_shape, parity_inputs, seed, x)
+    x_par = parity.parity_inputs(input_shape_of(plan), parity_inputs, seed, x)
     n_real = len(x_par) - int(parity_inputs)
     return _Job(plan=plan, weights=weights, quantize=quantize, layout=layout, tolerance=tol,
                 combos=combos, units=units, files_of=files_of, task_objs=task_objs, x=x, y=y,
@@ -276,7 +280,7 @@ def _manifest_of(job: _Job, entries: list[dict], file_info: dict[str, dict],
     plan = job.plan
     return {
         "version": MANIFEST_VERSION, "method": plan.method, "tasks": list(plan.tasks),
-        "input_shape": [int(v) for v in plan.chain.input_shape], "quantize": job.quantize,
+        "input_shape": [int(v) for v in input_shape_of(plan)], "quantize": job.quantize,
         "layout": job.layout, "tolerance": job.tolerance, "parity": job.parity,
         "test_samples": None if job.x is None else int(len(job.x)),
         "plan_sha256": _manifest.plan_fingerprint(plan),

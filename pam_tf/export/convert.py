@@ -30,8 +30,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from pam_tf.build import build_model
 from pam_tf.compat import keras, tf
+from pam_tf.networks import build_for
 from pam_tf.plan import Plan, PlanError
 
 
@@ -143,7 +143,7 @@ def combination_model(plan: Plan, weights: dict[str, np.ndarray], combo: Sequenc
                       layout: str = "split") -> "keras.Model":
     """The Keras model one file is converted from (split: the builder's own sub-model)."""
     if layout == "split":
-        return build_model(plan, weights, combo, name=keras_name(plan.method, combo))
+        return build_for(plan, weights, combo, name=keras_name(plan.method, combo))
     if layout == "fused":
         from pam_tf.export.fused import build_fused_model
         return build_fused_model(plan, weights, combo, name=keras_name(plan.method, combo))

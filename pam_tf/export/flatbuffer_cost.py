@@ -12,7 +12,9 @@ Convention (method.md §9), per operator with n = kernel elements per output val
 - FULLY_CONNECTED: weights (n_out, n_in), n = n_in;
 
 MACs = n × output elements and FLOPs = (2·n − 1) × output elements; bias, pooling, activations
-and concatenation are not counted. Output elements are counted at batch 1 (a dynamic batch
+and concatenation are not counted. A residual ADD is elementwise like a bias and is not counted
+in MACs or FLOPs either (method.md §9); its output elements are tallied in ``add_elements`` so
+a graph network's adds are still seen in the recount. Output elements are counted at batch 1 (a dynamic batch
 dimension is stored as 1 in ``shape``).
 
 Weights may be stored as float16 (a DEQUANTIZE op in front of the operator) or int8 (dynamic
@@ -59,6 +61,7 @@ class FlatCost:
     macs: int = 0
     flops: int = 0
     ops: list[OpCost] = field(default_factory=list)
+    add_elements: int = 0  # output elements of ADD ops (residual adds): not in MACs/FLOPs
 
     @property
     def weight_types(self) -> dict[str, int]:
@@ -119,7 +122,8 @@ def _stored(model, graph, producers, index: int) -> int:
 
 
 def count_subgraph(data: bytes, subgraph: int = 0) -> FlatCost:
-    """MACs/FLOPs of the CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED ops of one subgraph."""
+    """MACs/FLOPs of the CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED ops of one subgraph
+    (and the output elements of its ADD ops, uncounted in MACs)."""
     model = _model(data)
     if not 0 <= subgraph < model.SubgraphsLength():
         raise ExportError(f"subgraph {subgraph} does not exist ({model.SubgraphsLength()} "
@@ -130,6 +134,10 @@ def count_subgraph(data: bytes, subgraph: int = 0) -> FlatCost:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = _opcode(model, op)
+        if code == _OP.ADD:
+            out = graph.Tensors(int(op.OutputsAsNumpy()[0]))
+            cost.add_elements += int(np.prod(_shape(out), dtype=np.int64))
+            continue
         if code not in COUNTED:
             continue
         kind = COUNTED[code]

@@ -21,11 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from pam_tf.build import build_model, weight_shapes
 from pam_tf.compat import keras, tf
 from pam_tf.export import flatbuffer_cost
 from pam_tf.export.convert import combo_key, keras_name, quantization
 from pam_tf.export.errors import ExportError
+from pam_tf.networks import build_for, input_shape_of, weight_shapes_for
 from pam_tf.plan import Plan
 
 
@@ -33,10 +33,10 @@ def shared_submodels(plan: Plan, weights: dict[str, np.ndarray],
                      combinations: Sequence[tuple[str, ...]]
                      ) -> tuple["keras.Model", dict[tuple[str, ...], "keras.Model"]]:
     """The full model and, per combination, a sub-model made of the full model's layers."""
-    full = build_model(plan, weights, name=keras_name(plan.method, ("all",)))
+    full = build_for(plan, weights, name=keras_name(plan.method, ("all",)))
     subs = {}
     for combo in combinations:
-        skeleton = build_model(plan, None, combo, name=keras_name(plan.method, combo))
+        skeleton = build_for(plan, None, combo, name=keras_name(plan.method, combo))
         sub = keras.models.clone_model(skeleton,
                                        clone_function=lambda layer: full.get_layer(layer.name))
         own = {id(v) for v in full.weights}
@@ -55,7 +55,7 @@ def build_module(plan: Plan, weights: dict[str, np.ndarray],
     # Track the variables, not the Keras model: saving then skips Keras' large object graph
     # (about 3× faster) and the functions' captured variables are still all reachable.
     module.model_variables = list(full.weights)
-    spec = tf.TensorSpec([None, *plan.chain.input_shape], tf.float32, name="image")
+    spec = tf.TensorSpec([None, *input_shape_of(plan)], tf.float32, name="image")
     signatures = {}
     for i, (combo, sub) in enumerate(subs.items()):
         def make(sub=sub, combo=combo):
@@ -84,7 +84,7 @@ def convert(plan: Plan, weights: dict[str, np.ndarray],
 
 def model_weight_elements(plan: Plan) -> int:
     """Kernel and bias elements of the full multitask model: each stored once, at most."""
-    return int(sum(int(np.prod(s)) for s in weight_shapes(plan).values()))
+    return int(sum(int(np.prod(s)) for s in weight_shapes_for(plan).values()))
 
 
 def check_deduplicated(data: bytes, plan: Plan, where: str) -> tuple[int, int]:

@@ -1,0 +1,54 @@
+"""The main job on graph networks (mobilenetv2_small on the synthetic suite): PAM and B1
+trace, merge, prune and export every combination; B2 is refused up front by name."""
+import json
+import os
+
+import pytest
+
+from pam_tf.graph.plan import GraphPlan, load_any_plan
+from pam_tf.pipeline import InputError, Pipeline, RunConfig
+from tests.tiny_models import synthetic_model_files
+
+FAST = dict(train_samples=256, val_samples=128, finetune_steps=4, max_prune_steps=2,
+            info_samples=64, criterion="magnitude", budget=50.0, layout="split",
+            benchmark=False, compare=False, initial_finetune_steps=4, final_finetune_steps=0)
+
+
+@pytest.fixture(scope="module")
+def graph_models(tmp_path_factory):
+    return synthetic_model_files(tmp_path_factory.mktemp("graph_models"), epochs=1,
+                                 arch="mobilenetv2_small")
+
+
+@pytest.mark.parametrize("method", ["pam", "none"])
+def test_main_job_merges_prunes_and_exports_a_graph_network(graph_models, tmp_path, method):
+    out = str(tmp_path / "out")
+    Pipeline(RunConfig.from_flat(graph_models, "synthetic", method=method, **FAST), out,
+             lambda line: None).run_all()
+    merged, plan = (load_any_plan(os.path.join(out, n)) for n in ("plan_merged.json",
+                                                                  "plan.json"))
+    assert isinstance(plan, GraphPlan) and plan.method == method
+    assert plan.cost(plan.tasks).flops < merged.cost(merged.tasks).flops
+    manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
+    assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
+    for entry in manifest["combinations"]:
+        assert entry["flatbuffer_macs"] == entry["macs"] == plan.cost(entry["tasks"]).macs
+        assert entry["max_abs_diff"] <= 1e-5 and entry["accuracy"] is not None
+    assert "| t0+t1 |" in open(os.path.join(out, "report.md")).read()
+
+
+def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
+    with pytest.raises(InputError, match=r"B2 \(MTZ\) is not implemented for them"):
+        Pipeline(RunConfig.from_flat(graph_models, "synthetic", **{**FAST, "compare": True}),
+                 str(tmp_path / "a"), lambda line: None).run_all()
+
+
+@pytest.mark.parametrize("setting,message", [
+    ({"layout": "fused"}, "--layout=fused is not implemented for them"),
+    ({"criterion": "taylor"}, "pruned with the coupled magnitude criterion only"),
+])
+def test_settings_graph_networks_lack_are_refused_up_front(graph_models, tmp_path, setting,
+                                                           message):
+    with pytest.raises(InputError, match=message):
+        Pipeline(RunConfig.from_flat(graph_models, "synthetic", **{**FAST, **setting}),
+                 str(tmp_path / "a"), lambda line: None).run_all()
