@@ -149,6 +149,11 @@ class Pipeline:
         if self.config.export.layout == "fused":
             raise InputError("the models are graph networks: --layout=fused is not implemented "
                              "for them; pass --layout=split")
+        # graph fine-tuning has its own loop (pam_tf/graph/train.py), which runs on one device
+        if self.config.distribute.distribute != "default":
+            raise InputError(f"the models are graph networks: --distribute="
+                             f"{self.config.distribute.distribute} is not implemented for them "
+                             "(their fine-tuning runs on one device); pass --distribute=default")
         try:
             GraphPruneSettings.from_prune_settings(self.config.prune)
         except ValueError as e:

@@ -46,6 +46,7 @@ def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
 @pytest.mark.parametrize("setting,message", [
     ({"layout": "fused"}, "--layout=fused is not implemented for them"),
     ({"criterion": "taylor"}, "pruned with the coupled magnitude criterion only"),
+    ({"distribute": "mirrored"}, "--distribute=mirrored is not implemented for them"),
 ])
 def test_settings_graph_networks_lack_are_refused_up_front(graph_models, tmp_path, setting,
                                                            message):
