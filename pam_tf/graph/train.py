@@ -11,11 +11,9 @@ from typing import Sequence
 import numpy as np
 
 from pam_tf.build import output_dict
-from pam_tf.compat import keras, tf
 from pam_tf.graph.build import build_graph_model, check_graph_weights, weight_shapes
 from pam_tf.graph.plan import GraphPlan
-from pam_tf.prune.finetune import (EAGER_STEPS, MODEL_NAME, Data, batch_indices, check_data,
-                                   joint_loss, select_tasks)
+from pam_tf.prune.finetune import MODEL_NAME, Data, check_data, select_tasks, train_model
 from pam_tf.tasks import Task
 
 __all__ = ["graph_finetune", "graph_evaluate", "graph_predict", "graph_get_weights"]
@@ -50,21 +48,8 @@ def graph_finetune(plan: GraphPlan, weights: dict[str, np.ndarray], tasks: Seque
     tasks = select_tasks(plan, tasks)
     x, ys = check_data(data, tasks, "training data")
     model = build_graph_model(plan, weights, name=MODEL_NAME)
-    variables = model.trainable_variables
-    opt = keras.optimizers.Adam(learning_rate=lr)
-    opt.build(variables)
-    loss_fn = joint_loss(model, tasks)
-
-    def train_step(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(model(xb, training=True), yb)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    if steps > EAGER_STEPS:
-        train_step = tf.function(train_step)
-    for b in batch_indices(len(x), batch_size, steps, seed):
-        train_step(tf.constant(x[b]), {k: tf.constant(v[b]) for k, v in ys.items()})
+    train_model(model, tasks, (x, ys), soft=False, steps=steps, batch_size=batch_size, lr=lr,
+                seed=seed)
     return graph_get_weights(model, plan, unread=weights)
 
 

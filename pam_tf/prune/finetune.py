@@ -23,7 +23,8 @@ from pam_tf.plan import Plan
 from pam_tf.tasks import Task
 
 __all__ = ["Data", "select_tasks", "check_data", "batch_indices", "finetune", "evaluate",
-           "joint_loss", "steps_for_epochs", "distilled_targets", "learning_rate"]
+           "joint_loss", "steps_for_epochs", "distilled_targets", "learning_rate",
+           "train_model"]
 
 Data = tuple[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -185,8 +186,20 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
         return _finetune_replicated(strategy, plan, weights, tasks, (x, ys), soft, steps=steps,
                                     batch_size=batch_size, lr=lr, lr_decay=lr_decay, seed=seed)
     model = build_model(plan, weights, name=MODEL_NAME)
+    train_model(model, tasks, (x, ys), soft=soft, steps=steps, batch_size=batch_size,
+                lr=learning_rate(lr, steps, lr_decay), seed=seed)
+    return get_weights(model, plan)
+
+
+def train_model(model, tasks: Sequence[Task], data: Data, *, soft: bool, steps: int,
+                batch_size: int, lr, seed: int) -> None:
+    """Train a built multitask `model` in place for `steps` of :func:`batch_indices`' seeded
+    mini-batches on the joint loss with a fresh Adam (`lr`: a rate or a Keras schedule). The
+    one-device loop of every plan kind: chains (:func:`finetune`) and graphs
+    (:func:`pam_tf.graph.train.graph_finetune`) differ only in how they build and read back."""
+    x, ys = data
     variables = model.trainable_variables
-    opt = keras.optimizers.Adam(learning_rate=learning_rate(lr, steps, lr_decay))
+    opt = keras.optimizers.Adam(learning_rate=lr)
     opt.build(variables)
     loss_fn = joint_loss(model, tasks, soft)
 
@@ -200,7 +213,6 @@ def finetune(plan: Plan, weights: dict[str, np.ndarray], tasks: Sequence[Task], 
         train_step = tf.function(train_step)
     for b in batch_indices(len(x), batch_size, steps, seed):
         train_step(tf.constant(x[b]), {k: tf.constant(v[b]) for k, v in ys.items()})
-    return get_weights(model, plan)
 
 
 def _finetune_replicated(strategy, plan: Plan, weights: dict[str, np.ndarray],
