@@ -337,6 +337,10 @@ class RunConfig:
                           "trunk).")
     compare: bool = setting(True, "Also run the baselines (B1, B2) for the report (--nocompare to "
                             "skip them).")
+    baselines: tuple[str, ...] = setting(("none", "mtz"), "The methods --compare adds (names of "
+                                         "pam_tf.methods.METHODS, in report order), e.g. "
+                                         "--baselines=none for B1 alone (graph networks, which "
+                                         "B2 does not take).")
     seed: int = setting(0, "Seed for every random choice (info batch, fine-tuning order).",
                         lower=0)
     specialise: bool = setting(False, "Also report PAM-S: each task's sub-network of the pruned "
@@ -357,7 +361,11 @@ class RunConfig:
     @staticmethod
     def from_flat(models, suite: str, **flat) -> "RunConfig":
         """A RunConfig from flag-style keyword arguments (``budget=0.5, layout="split"``)."""
-        top = {k: flat.pop(k) for k in ("method", "compare", "seed", "specialise") if k in flat}
+        top = {k: flat.pop(k) for k in ("method", "compare", "baselines", "seed", "specialise")
+               if k in flat}
+        if "baselines" in top:  # a list, or one comma-separated string (tools/reproduce --set)
+            b = top["baselines"]
+            top["baselines"] = tuple(b.split(",") if isinstance(b, str) else b)
         sections = {}
         for name, cls in SECTIONS.items():
             names = {f.name for f in dataclasses.fields(cls)}
@@ -372,7 +380,8 @@ class RunConfig:
     def flat(self) -> dict:
         """Every setting by its flag name (models and suite included)."""
         out = {"models": list(self.models), "suite": self.suite, "method": self.method,
-               "compare": self.compare, "seed": self.seed, "specialise": self.specialise}
+               "compare": self.compare, "baselines": list(self.baselines), "seed": self.seed,
+               "specialise": self.specialise}
         for name in SECTIONS:
             out.update(getattr(self, name).to_json())
         return out

@@ -54,6 +54,15 @@ class Experiment:
 VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps": 24,
              "mtz_retrain_steps": 100, "mtz_samples": 512, "specialise": False}
 
+#: The graph experiments' settings (residual / mobile nets, pam_tf.graph): what graph runs
+#: take (split layout, B1 as the only baseline: B2 and PAM-S are not written for graphs; the
+#: criterion must be magnitude, given by tools/reproduce.py --criteria) and light fine-tuning
+#: for 2 CPU cores: a merged 4-task mobilenetv2_small's 200 recovery mini-batches took over
+#: 10 min here (docs/graphs.md). Every method of a cell gets the same settings.
+GRAPH_LIGHT = {"mode": "subsets", "layout": "split", "baselines": "none", "specialise": False,
+               "finetune_steps": 50, "max_prune_steps": 6, "backtracks": 1,
+               "val_samples": 2000}
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("fashion2", "fashion2", shipped="fashion2",
                about="the paper's LeNet-5 / Fashion-MNIST setting (tasks a = classes 0-4, "
@@ -71,6 +80,12 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("fashion5-vgg", "fashion5", arch="vgg_small",
                settings={"mode": "subsets", **VGG_LIGHT}, epochs=3,
                about="as fashion5, with the small VGG-style net; lighter fine-tuning"),
+    *[Experiment(f"composite-{arch.split('_')[0]}", "composite", arch=arch,
+                 settings=GRAPH_LIGHT, epochs=2,
+                 about=f"as composite, with the zoo's {arch} ({kind}); graph settings "
+                       "(GRAPH_LIGHT: magnitude criterion, B1 only, light fine-tuning)")
+      for arch, kind in (("resnet_small", "residual basic blocks"),
+                         ("mobilenetv2_small", "inverted residual blocks, depthwise convs"))],
     Experiment("synthetic", "synthetic", epochs=3,
                settings={"train_samples": 256, "val_samples": 128, "finetune_steps": 4,
                          "max_prune_steps": 2, "info_samples": 64, "budget": 60.0,
@@ -211,6 +226,22 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
     }
 
 
+def cell_settings(exp: Experiment, criterion: str, seed: int, settings: dict) -> dict:
+    """The main job's flat settings of one cell: cell defaults, then the experiment's, then
+    --set, then the cell's criterion and seed."""
+    return {**CELL_DEFAULTS, **exp.settings, **settings, "criterion": criterion, "seed": seed}
+
+
+def cell_labels(exp: Experiment, settings: dict) -> list[str]:
+    """The labels of the methods a cell of `exp` runs (one results file each), from the same
+    settings the cell runs with: an experiment may leave PAM-S or B2 out."""
+    from pam_tf.config import RunConfig
+    from pam_tf.methods import methods_of_run
+
+    c = RunConfig.from_flat((), exp.suite, **cell_settings(exp, "taylor", 0, settings))
+    return [m.label for m in methods_of_run(c.method, c.compare, c.specialise, c.baselines)]
+
+
 def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: str,
              cache: str, settings: dict, log: Callable[[str], None],
              variant: str = "") -> list[str]:
@@ -218,7 +249,7 @@ def run_cell(exp: Experiment, criterion: str, seed: int, *, runs: str, results: 
     from pam_tf.config import RunConfig
     from pam_tf.pipeline import Pipeline
 
-    flat = {**CELL_DEFAULTS, **exp.settings, **settings, "criterion": criterion, "seed": seed}
+    flat = cell_settings(exp, criterion, seed, settings)
     paths = model_files(exp, seed, cache, log, distribute=flat.get("distribute", "default"))
     config = RunConfig.from_flat(paths, exp.suite, **flat)
     out = cell_folder(runs, exp.name, criterion, seed, variant)

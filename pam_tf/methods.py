@@ -237,11 +237,19 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown merge method {name!r}; one of {', '.join(METHODS)}") from None
 
 
-def methods_of_run(primary: str, compare: bool, specialise: bool = False) -> list[Method]:
-    """The primary method first, then the baselines --compare adds, then PAM-S (--specialise)."""
+def methods_of_run(primary: str, compare: bool, specialise: bool = False,
+                   baselines: Sequence[str] = BASELINES) -> list[Method]:
+    """The primary method first, then the `baselines` --compare adds (less the primary), then
+    PAM-S (--specialise). An unknown or repeated baseline is a ValueError naming it."""
     out = [get_method(primary)]
     if compare:
-        out += [METHODS[b] for b in BASELINES if b != primary]
+        for name in baselines:
+            if name not in METHODS:
+                raise ValueError(f"--baselines: unknown method {name!r}; one of "
+                                 f"{', '.join(METHODS)}")
+        if len(set(baselines)) != len(baselines):
+            raise ValueError(f"--baselines={','.join(baselines)}: a method is named twice")
+        out += [METHODS[b] for b in baselines if b != primary]
     if specialise:
         if primary != SPECIALISED.starts_from:
             raise ValueError(f"--specialise cuts the sub-networks out of a pruned "

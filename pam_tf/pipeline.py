@@ -42,7 +42,8 @@ class Pipeline:
         self.folder = RunFolder(out, config, log)
         self.log = log
         try:
-            self.methods = methods_of_run(config.method, config.compare, config.specialise)
+            self.methods = methods_of_run(config.method, config.compare, config.specialise,
+                                          config.baselines)
         except ValueError as e:
             raise InputError(str(e)) from None
         self.keys: dict[str, str] = {}
@@ -145,7 +146,8 @@ class Pipeline:
         if unsupported:
             raise InputError(f"the models are graph networks (residual adds, depthwise "
                              f"convolutions): {', '.join(unsupported)} is not implemented for "
-                             "them; run --method=pam or --method=none with --nocompare")
+                             "them; leave it out (--baselines=none compares with B1 alone, "
+                             "--nocompare runs the primary method alone)")
         if self.config.export.layout == "fused":
             raise InputError("the models are graph networks: --layout=fused is not implemented "
                              "for them; pass --layout=split")

@@ -24,8 +24,8 @@ import traceback
 
 from absl import app, flags, logging
 
-from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_name, get_experiment, run_cell,
-                                summarize_cell)
+from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_labels, cell_name,
+                                get_experiment, run_cell, summarize_cell)
 from pam_tf.config import DistributeConfig, setting_choices
 from tools._paths import user_path
 
@@ -136,15 +136,13 @@ def resummarize(results: str, runs: str, cells: list[tuple]) -> int:
 def run_grid() -> int:
     from pam_tf.config import RunConfig
     from pam_tf.data.sources import data_dir
-    from pam_tf.methods import methods_of_run
 
     settings = parse_settings(FLAGS.set)
     shard = parse_shard(FLAGS.shard)
     if settings and not FLAGS.variant:
         raise ValueError("--set needs --variant NAME, so that its results do not pass for the "
                          "defaults")
-    probe = RunConfig.from_flat((), "fashion2", **{**CELL_DEFAULTS, **settings})  # validates
-    labels = [m.label for m in methods_of_run(probe.method, probe.compare, probe.specialise)]
+    RunConfig.from_flat((), "fashion2", **{**CELL_DEFAULTS, **settings})  # validates --set
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
     if FLAGS.distribute != "default":
@@ -160,13 +158,15 @@ def run_grid() -> int:
         print(f"reproduce: shard {shard[0]}/{shard[1]} has no cells (the grid has "
               f"{len(grid())}): nothing to do")
         return 0
-    todo = [c for c in cells if not cell_done(results, *c, labels, FLAGS.variant)]
+    labels = {exp.name: cell_labels(exp, settings) for exp, _, _ in cells}
+    todo = [c for c in cells if not cell_done(results, *c, labels[c[0].name], FLAGS.variant)]
     if not todo:
         print(f"reproduce: all {len(cells)} cell(s){where} already have results in {results}: "
               "nothing to do")
         return 0
     print(f"reproduce: {len(todo)} of {len(cells)} cell(s){where} to run "
-          f"({len(cells) - len(todo)} done earlier); methods {', '.join(labels)}")
+          f"({len(cells) - len(todo)} done earlier); methods "
+          + "; ".join(sorted({", ".join(v) for v in labels.values()})))
     from pam_tf.inputs import InputError
 
     start, failed = time.monotonic(), []

@@ -60,6 +60,10 @@ class GraphPruneSettings:
         if settings.target_flops is not None or settings.distill:
             raise ValueError("--target_flops and --distill are not implemented for graph "
                              "networks (budget mode only)")
+        if settings.lr_decay != "none":
+            raise ValueError(f"--lr_decay={settings.lr_decay} is not implemented for graph "
+                             "networks (their fine-tunes run at a constant rate); pass "
+                             "--lr_decay=none")
         return GraphPruneSettings(
             budget=settings.budget, step_fraction=step_fraction,
             max_prune_steps=settings.max_prune_steps,
