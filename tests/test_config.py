@@ -39,6 +39,13 @@ def test_flat_settings_round_trip_through_the_sections():
     assert again == config
 
 
+def test_baselines_are_a_list_or_one_comma_separated_string():
+    config = RunConfig.from_flat(("a.keras",), "fashion2", baselines="none,mtz")
+    assert config.baselines == ("none", "mtz") == RunConfig(("a.keras",), "fashion2").baselines
+    assert RunConfig.from_flat(("a.keras",), "fashion2", baselines=["none"]).baselines == ("none",)
+    assert config.flat()["baselines"] == ["none", "mtz"]
+
+
 def test_unknown_setting_is_named():
     with pytest.raises(TypeError, match="unknown setting\\(s\\): val_sample"):
         RunConfig.from_flat(("a.keras",), "fashion2", val_sample=10)

@@ -20,21 +20,25 @@ def graph_models(tmp_path_factory):
                                  arch="mobilenetv2_small")
 
 
-@pytest.mark.parametrize("method", ["pam", "none"])
-def test_main_job_merges_prunes_and_exports_a_graph_network(graph_models, tmp_path, method):
+def test_main_job_merges_prunes_and_exports_a_graph_network_against_b1(graph_models, tmp_path):
+    """PAM with B1 as the only baseline (--baselines=none): both trace, prune and export."""
     out = str(tmp_path / "out")
-    Pipeline(RunConfig.from_flat(graph_models, "synthetic", method=method, **FAST), out,
-             lambda line: None).run_all()
-    merged, plan = (load_any_plan(os.path.join(out, n)) for n in ("plan_merged.json",
-                                                                  "plan.json"))
-    assert isinstance(plan, GraphPlan) and plan.method == method
-    assert plan.cost(plan.tasks).flops < merged.cost(merged.tasks).flops
-    manifest = json.load(open(os.path.join(out, "tflite", "manifest.json")))
-    assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
-    for entry in manifest["combinations"]:
-        assert entry["flatbuffer_macs"] == entry["macs"] == plan.cost(entry["tasks"]).macs
-        assert entry["max_abs_diff"] <= 1e-5 and entry["accuracy"] is not None
-    assert "| t0+t1 |" in open(os.path.join(out, "report.md")).read()
+    pipeline = Pipeline(RunConfig.from_flat(graph_models, "synthetic", **{
+        **FAST, "compare": True, "baselines": "none"}), out, lambda line: None)
+    assert [m.label for m in pipeline.methods] == ["pam", "b1"]
+    pipeline.run_all()
+    for method, where in (("pam", out), ("none", os.path.join(out, "baselines", "b1"))):
+        merged, plan = (load_any_plan(os.path.join(where, n)) for n in ("plan_merged.json",
+                                                                        "plan.json"))
+        assert isinstance(plan, GraphPlan) and plan.method == method
+        assert plan.cost(plan.tasks).flops < merged.cost(merged.tasks).flops
+        manifest = json.load(open(os.path.join(where, "tflite", "manifest.json")))
+        assert [c["tasks"] for c in manifest["combinations"]] == [["t0"], ["t1"], ["t0", "t1"]]
+        for entry in manifest["combinations"]:
+            assert entry["flatbuffer_macs"] == entry["macs"] == plan.cost(entry["tasks"]).macs
+            assert entry["max_abs_diff"] <= 1e-5 and entry["accuracy"] is not None
+    report = open(os.path.join(out, "report.md")).read()
+    assert "| t0+t1 |" in report and "B1 (no merging)" in report
 
 
 def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
@@ -47,6 +51,7 @@ def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
     ({"layout": "fused"}, "--layout=fused is not implemented for them"),
     ({"criterion": "taylor"}, "pruned with the coupled magnitude criterion only"),
     ({"distribute": "mirrored"}, "--distribute=mirrored is not implemented for them"),
+    ({"lr_decay": "cosine"}, "--lr_decay=cosine is not implemented for graph networks"),
 ])
 def test_settings_graph_networks_lack_are_refused_up_front(graph_models, tmp_path, setting,
                                                            message):

@@ -29,6 +29,17 @@ def test_registry_names_plan_methods_and_labels_uniquely():
         get_method("mtx")
 
 
+def test_baselines_choose_what_compare_adds_and_bad_names_are_refused():
+    assert [m.label for m in methods_of_run("pam", True, baselines=("none",))] == ["pam", "b1"]
+    assert [m.label for m in methods_of_run("pam", True, baselines=("mtz", "none"))] == \
+        ["pam", "b2", "b1"]
+    assert [m.label for m in methods_of_run("pam", False, baselines=("mtx",))] == ["pam"]
+    with pytest.raises(ValueError, match="--baselines: unknown method 'mtx'"):
+        methods_of_run("pam", True, baselines=("none", "mtx"))
+    with pytest.raises(ValueError, match="a method is named twice"):
+        methods_of_run("pam", True, baselines=("none", "none"))
+
+
 def test_no_merge_plan_splits_into_the_single_task_plans_and_back():
     traced, tasks = tiny_traced(2)
     whole = get_method("none").produce(MergeInputs(traced, tasks))

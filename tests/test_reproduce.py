@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pam_tf.experiments import cell_name, get_experiment, run_cell
+from pam_tf.experiments import cell_labels, cell_name, get_experiment, run_cell
 from pam_tf.results_doc import readme_table, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,6 +70,15 @@ def test_rerun_of_a_finished_grid_does_nothing_and_says_so(grid):
         env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
     assert proc.returncode == 0, proc.stderr
     assert "all 2 cell(s) already have results" in proc.stdout
+
+
+def test_a_cell_expects_the_results_files_of_the_methods_its_own_settings_run():
+    """An experiment may leave PAM-S out (VGG_LIGHT) or compare with B1 alone (graph nets): a
+    finished cell of it must count as done, so its labels come from its settings."""
+    assert cell_labels(get_experiment("fashion2"), {}) == ["pam", "b1", "b2", "pam_spec"]
+    assert cell_labels(get_experiment("composite-vgg"), {}) == ["pam", "b1", "b2"]
+    assert cell_labels(get_experiment("composite-resnet"), {}) == ["pam", "b1"]
+    assert cell_labels(get_experiment("fashion2"), {"specialise": False}) == ["pam", "b1", "b2"]
 
 
 def test_unknown_experiment_is_named():
