@@ -65,23 +65,10 @@ class Head:
     source: int  # index of the single-task model whose head initialises it
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A multitask architecture over the shared chain (see module docstring)."""
+class TaskCombinations:
+    """Task combinations of a plan with a ``tasks`` tuple (chain and graph plans alike)."""
 
-    method: str
     tasks: tuple[str, ...]
-    chain: Chain
-    layers: tuple[tuple[Group, ...], ...]
-    heads: tuple[Head, ...]
-    meta: dict = field(default_factory=dict, compare=False)
-
-    def __post_init__(self) -> None:
-        validate(self)
-
-    # ----- structure ---------------------------------------------------------------------------
-    def task_index(self, task: str) -> int:
-        return self.tasks.index(task)
 
     def normalise_combination(self, combination: Iterable[str]) -> tuple[str, ...]:
         """Tasks of a combination in plan order; error on unknown or empty."""
@@ -98,6 +85,25 @@ class Plan:
         """All 2^n − 1 non-empty task combinations, by size then task order."""
         return [c for k in range(1, len(self.tasks) + 1)
                 for c in itertools.combinations(self.tasks, k)]
+
+
+@dataclass(frozen=True)
+class Plan(TaskCombinations):
+    """A multitask architecture over the shared chain (see module docstring)."""
+
+    method: str
+    tasks: tuple[str, ...]
+    chain: Chain
+    layers: tuple[tuple[Group, ...], ...]
+    heads: tuple[Head, ...]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ----- structure ---------------------------------------------------------------------------
+    def task_index(self, task: str) -> int:
+        return self.tasks.index(task)
 
     def readable(self, layer: int, group: Group) -> list[int]:
         """Indices of the groups of layer-1 that `group` (of `layer`) reads."""

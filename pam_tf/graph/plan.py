@@ -16,21 +16,21 @@ them and a :class:`GraphPlan` for version 2.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from pam_tf import io
 from pam_tf.cost import Cost, neuron_layer_cost, total
 from pam_tf.graph.trace import HEAD_CLASS, INPUT_CLASS, Graph, Node
-from pam_tf.plan import METHOD_NAME, Group, Head, Plan, PlanError, canonical_order
+from pam_tf.plan import (METHOD_NAME, Group, Head, Plan, PlanError, TaskCombinations,
+                         canonical_order)
 from pam_tf.tasks import TASK_NAME
 
 GRAPH_PLAN_VERSION = 2
 
 
 @dataclass(frozen=True)
-class GraphPlan:
+class GraphPlan(TaskCombinations):
     """A multitask architecture over a traced graph: groups per hidden coupling class."""
 
     method: str
@@ -44,20 +44,6 @@ class GraphPlan:
         validate_graph_plan(self)
 
     # ----- structure ---------------------------------------------------------------------------
-    def normalise_combination(self, combination: Iterable[str]) -> tuple[str, ...]:
-        combo = set(combination)
-        unknown = combo - set(self.tasks)
-        if unknown:
-            raise PlanError(f"unknown task(s) {sorted(unknown)}; the plan's tasks are "
-                            f"{list(self.tasks)}")
-        if not combo:
-            raise PlanError("a task combination must name at least one task")
-        return tuple(t for t in self.tasks if t in combo)
-
-    def combinations(self) -> list[tuple[str, ...]]:
-        return [c for k in range(1, len(self.tasks) + 1)
-                for c in itertools.combinations(self.tasks, k)]
-
     def groups_of(self, cls: int) -> tuple[Group, ...]:
         """Groups of a class; the input is one fixed group every task owns."""
         if cls == INPUT_CLASS:

@@ -18,6 +18,7 @@ from pam_tf.graph.build import check_graph_weights
 from pam_tf.graph.plan import GraphPlan
 from pam_tf.graph.trace import INPUT_CLASS, Node
 from pam_tf.plan import Group, PlanError
+from pam_tf.prune.surgery import keep_mask, surviving_rows
 
 __all__ = ["full_class_keep", "remove_class_channels", "unread_class_groups",
            "drop_unread_class_groups"]
@@ -39,12 +40,7 @@ def _class_masks(plan: GraphPlan, keep: Mapping[str, np.ndarray]) -> list[list[n
     for c, groups in enumerate(plan.classes):
         row = []
         for g in groups:
-            name = plan.class_group_name(c, g)
-            m = np.asarray(keep.get(name, known[name]))
-            if m.shape != (g.width,) or m.dtype != bool:
-                raise PlanError(f"keep mask of '{name}' must be a bool array of shape "
-                                f"({g.width},), got {m.dtype} {m.shape}")
-            row.append(m)
+            row.append(keep_mask(keep, known, plan.class_group_name(c, g), g.width))
         out.append(row)
     return out
 
@@ -55,8 +51,7 @@ def _input_rows(plan: GraphPlan, node: Node, readable: list[int],
     cls = plan.graph.input_class(node)
     if cls == INPUT_CLASS:
         return None
-    reps = node.fan_in if node.kind == "dense" else 1
-    return np.concatenate([np.tile(masks[cls][gi], reps) for gi in readable])
+    return surviving_rows(masks[cls], readable, node.fan_in if node.kind == "dense" else 1)
 
 
 def remove_class_channels(plan: GraphPlan, weights: Mapping[str, np.ndarray],

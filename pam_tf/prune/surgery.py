@@ -16,7 +16,7 @@ narrower model computes exactly what the masked model computes (up to float summ
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -43,22 +43,35 @@ def _masks(plan: Plan, keep: Mapping[str, np.ndarray]) -> list[list[np.ndarray]]
         row = []
         for g in groups:
             name = group_layer_name(layer, g)
-            m = np.asarray(keep.get(name, known[name]))
-            if m.shape != (g.width,) or m.dtype != bool:
-                raise PlanError(f"keep mask of '{name}' must be a bool array of shape "
-                                f"({g.width},), got {m.dtype} {m.shape}")
-            row.append(m)
+            row.append(keep_mask(keep, known, name, g.width))
         out.append(row)
     return out
+
+
+def keep_mask(keep: Mapping[str, np.ndarray], known: Mapping[str, np.ndarray], name: str,
+              width: int) -> np.ndarray:
+    """The keep mask of group `name` (all True where `keep` does not name it), checked to be a
+    bool array of the group's width (chain and graph surgery alike)."""
+    m = np.asarray(keep.get(name, known[name]))
+    if m.shape != (width,) or m.dtype != bool:
+        raise PlanError(f"keep mask of '{name}' must be a bool array of shape ({width},), got "
+                        f"{m.dtype} {m.shape}")
+    return m
+
+
+def surviving_rows(masks_below: Sequence[np.ndarray], readable: Sequence[int],
+                   reps: int) -> np.ndarray:
+    """Bool over a reader's input rows: which survive. A dense reader of a flattened conv
+    output has `reps` positions per channel; np.tile repeats the group's mask once per
+    position (rows p·w_g + k)."""
+    return np.concatenate([np.tile(masks_below[gi], reps) for gi in readable])
 
 
 def _reader_rows(plan: Plan, reader_layer: int, readable: list[int],
                  masks_below: list[np.ndarray]) -> np.ndarray:
     """Bool over a reader's input rows (conv: input channels): which rows survive."""
     nl = plan.chain.layers[reader_layer]
-    reps = nl.fan_in if nl.kind == "dense" else 1
-    # np.tile repeats the group's mask once per flattened position: rows p·w_g + k.
-    return np.concatenate([np.tile(masks_below[gi], reps) for gi in readable])
+    return surviving_rows(masks_below, readable, nl.fan_in if nl.kind == "dense" else 1)
 
 
 def _slice_rows(kernel: np.ndarray, rows: np.ndarray, conv: bool) -> np.ndarray:
