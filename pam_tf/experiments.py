@@ -56,7 +56,7 @@ VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps
 
 #: The graph experiments' settings (residual / mobile nets, pam_tf.graph): what graph runs
 #: take (split layout, B1 as the only baseline: B2 and PAM-S are not written for graphs; the
-#: criterion must be magnitude, given by tools/reproduce.py --criteria) and light fine-tuning
+#: criterion, magnitude or taylor, comes from tools/reproduce.py --criteria) and light fine-tuning
 #: for 2 CPU cores: a merged 4-task mobilenetv2_small's 200 recovery mini-batches took over
 #: 10 min here (docs/graphs.md). Every method of a cell gets the same settings.
 GRAPH_LIGHT = {"mode": "subsets", "layout": "split", "baselines": "none", "specialise": False,
@@ -83,7 +83,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     *[Experiment(f"composite-{arch.split('_')[0]}", "composite", arch=arch,
                  settings=GRAPH_LIGHT, epochs=2,
                  about=f"as composite, with the zoo's {arch} ({kind}); graph settings "
-                       "(GRAPH_LIGHT: magnitude criterion, B1 only, light fine-tuning)")
+                       "(GRAPH_LIGHT: split layout, B1 only, light fine-tuning)")
       for arch, kind in (("resnet_small", "residual basic blocks"),
                          ("mobilenetv2_small", "inverted residual blocks, depthwise convs"))],
     Experiment("synthetic", "synthetic", epochs=3,

@@ -49,7 +49,7 @@ def test_b2_is_refused_up_front_for_graph_networks(graph_models, tmp_path):
 
 @pytest.mark.parametrize("setting,message", [
     ({"layout": "fused"}, "--layout=fused is not implemented for them"),
-    ({"criterion": "taylor"}, "pruned with the coupled magnitude criterion only"),
+    ({"criterion": "vib"}, "pruned with the coupled magnitude or Taylor criterion"),
     ({"distribute": "mirrored"}, "--distribute=mirrored is not implemented for them"),
     ({"lr_decay": "cosine"}, "--lr_decay=cosine is not implemented for graph networks"),
 ])

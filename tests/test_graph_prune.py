@@ -109,3 +109,58 @@ def test_a_step_outside_the_budget_is_retried_with_half_the_removal(monkeypatch)
     assert [r[:2] for r in removed] == [(0, None), (1, 0), (1, 1), (2, 0), (2, 1)]
     assert removed[2][2] < removed[1][2]  # the retry removes about half as many
     assert res.reason == "budget" and res.step == 1
+
+
+def test_gate_terms_are_the_pre_activation_taylor_term_of_each_channel():
+    """Σ θ·∂L/∂θ over a channel's kernel column and bias equals z·∂L/∂z of its output z."""
+    from pam_tf.compat import tf
+    from pam_tf.graph.importance import channel_gate_terms
+
+    rng = np.random.default_rng(0)
+    for kind, x_shape, k_shape in (("conv", (3, 6, 6, 2), (3, 3, 2, 4)),
+                                   ("depthwise", (3, 6, 6, 4), (3, 3, 4, 1)),
+                                   ("dense", (3, 5), (5, 4))):
+        x = tf.constant(rng.normal(size=x_shape), tf.float32)
+        k = tf.Variable(rng.normal(size=k_shape), dtype=tf.float32)
+        b = tf.Variable(rng.normal(size=(4,)), dtype=tf.float32)
+        with tf.GradientTape(persistent=True) as tape:
+            if kind == "conv":
+                z = tf.nn.conv2d(x, k, 1, "SAME") + b
+            elif kind == "depthwise":
+                z = tf.nn.depthwise_conv2d(x, k, [1, 1, 1, 1], "SAME") + b
+            else:
+                z = x @ k + b
+            loss = tf.reduce_sum(tf.nn.relu(z) ** 2)
+        dk, db = tape.gradient(loss, [k, b])
+        dz = tape.gradient(loss, z)
+        want = tf.reduce_sum(z * dz, axis=tuple(range(len(x_shape) - 1))).numpy()
+        got = channel_gate_terms(kind, k.numpy(), b.numpy(), dk.numpy(), db.numpy())
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_coupled_taylor_scores_every_class_group_and_a_dead_channel_scores_zero():
+    from pam_tf.graph.importance import coupled_taylor
+
+    plan, w = _start(graph_no_merge_plan)
+    w = dict(w)
+    for name in ("c1__a", "c2__a"):  # class c1 of task a: its producers c1 and c2 (the add)
+        w[f"{name}/kernel"] = w[f"{name}/kernel"].copy()
+        w[f"{name}/kernel"][..., 0] = 0.0
+        w[f"{name}/bias"] = w[f"{name}/bias"].copy()
+        w[f"{name}/bias"][0] = 0.0
+    s = coupled_taylor(plan, w, TASKS, _data(), n_batches=2, batch_size=16, seed=3)
+    assert set(s) == set(coupled_magnitude(plan, w))
+    assert s["c1__a"][0] == 0.0 and (s["c1__a"][1:] > 0).all()
+    again = coupled_taylor(plan, w, TASKS, _data(), n_batches=2, batch_size=16, seed=3)
+    assert all(np.array_equal(s[k], again[k]) for k in s)  # seeded batches: same scores
+
+
+def test_taylor_criterion_prunes_a_shared_graph_plan():
+    from dataclasses import replace
+
+    plan, w = _start(graph_shared_plan)
+    res = prune_graph(plan, w, TASKS, _data(), _data(seed=1), {"a": 0.5, "b": 0.5},
+                      replace(FAST, criterion="taylor"), progress=lambda s: None)
+    flops = [h["flops"] for h in res.history]
+    assert len(flops) == 3 and flops[0] > flops[1] > flops[2]
+    assert "coupled taylor" in res.message

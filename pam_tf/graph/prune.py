@@ -1,4 +1,5 @@
-"""Pruning graph plans: coupled magnitude ranking, coupled removal, fine-tuning, a budget.
+"""Pruning graph plans: coupled magnitude or Taylor ranking, coupled removal, fine-tuning, a
+budget.
 
 The chain's pruning loop (:mod:`pam_tf.prune.loop`: Taylor/VIB gates, backtracking,
 checkpoints) is written against chain plans; graph plans get this smaller loop, kept
@@ -7,7 +8,9 @@ deliberately simple:
 - **importance** of a class channel: the L1 norm of everything that computes it, summed over
   every node of its class (each Conv2D/Dense producer's kernel column and each depthwise filter)
   — a channel is kept or removed as one unit, so it is scored as one (Torch-Pruning's group
-  magnitude); FLOPs aware, divided by what one channel of its group costs across the network;
+  magnitude); or, with ``criterion="taylor"``, its first-order Taylor score on the joint loss
+  (:mod:`pam_tf.graph.importance`, the chain's |g·∂L/∂g| summed over the class's nodes);
+  FLOPs aware, divided by what one channel of its group costs across the network;
 - **step**: every class gives up `step_fraction` of its prunable channels, its lowest-ranked
   (a group keeps at least one), narrow with :func:`~pam_tf.graph.surgery.remove_class_channels`, fine-tune on the
   joint loss, evaluate;
@@ -34,6 +37,9 @@ __all__ = ["GraphPruneSettings", "GraphPruneResult", "coupled_magnitude", "prune
            "prune_graph_per_task", "combine_graph_plans"]
 
 
+CRITERIA = ("magnitude", "taylor")
+
+
 @dataclass(frozen=True)
 class GraphPruneSettings:
     """Settings of :func:`prune_graph` (the chain loop's names where they mean the same)."""
@@ -48,15 +54,16 @@ class GraphPruneSettings:
     flops_aware: bool = True
     final_finetune_steps: int = 0
     backtracks: int = 2  # retries of a step outside the budget, each removing half as much
+    criterion: str = "magnitude"  # or "taylor" (pam_tf.graph.importance.coupled_taylor)
 
     @staticmethod
     def from_prune_settings(settings, step_fraction: float = 0.1) -> "GraphPruneSettings":
         """The main job's (resolved) PruneSettings for graph networks; settings this loop
         cannot honour are refused rather than ignored."""
-        if settings.criterion != "magnitude":
+        if settings.criterion not in CRITERIA:
             raise ValueError(f"--criterion={settings.criterion}: graph networks (residual, "
-                             "depthwise) are pruned with the coupled magnitude criterion only; "
-                             "pass --criterion=magnitude")
+                             "depthwise) are pruned with the coupled magnitude or Taylor "
+                             "criterion; pass --criterion=magnitude or --criterion=taylor")
         if settings.target_flops is not None or settings.distill:
             raise ValueError("--target_flops and --distill are not implemented for graph "
                              "networks (budget mode only)")
@@ -71,11 +78,14 @@ class GraphPruneSettings:
             finetune_steps=settings.finetune_steps, batch_size=settings.batch_size,
             lr=settings.lr, flops_aware=settings.flops_aware,
             final_finetune_steps=int(settings.final_finetune_steps or 0),
-            backtracks=int(settings.backtracks))
+            backtracks=int(settings.backtracks), criterion=settings.criterion)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.step_fraction < 1.0:
             raise ValueError(f"step_fraction must be in (0, 1), got {self.step_fraction}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got "
+                             f"{self.criterion!r}")
         if self.budget < 0 or self.max_prune_steps < 0:
             raise ValueError("budget and max_prune_steps must be >= 0")
 
@@ -99,6 +109,7 @@ class GraphPruneResult:
     accuracy: dict[str, float]
     reason: str
     history: list[dict] = field(default_factory=list)
+    criterion: str = "magnitude"
 
     @property
     def step(self) -> int:
@@ -114,7 +125,7 @@ class GraphPruneResult:
     @property
     def message(self) -> str:
         why = ", ".join(REASONS.get(r, r) for r in self.reason.split(","))
-        return (f"graph loop (coupled magnitude): {why}; step {self.step}, "
+        return (f"graph loop (coupled {self.criterion}): {why}; step {self.step}, "
                 f"{100 * self.flops_fraction:.1f} % of the starting FLOPs")
 
 
@@ -155,7 +166,18 @@ def _channel_flops(plan: GraphPlan) -> dict[str, float]:
     return out
 
 
-def _removal_keep(plan: GraphPlan, weights: Mapping[str, np.ndarray], fraction: float,
+def _scores(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Sequence[Task],
+            train: Data, settings: GraphPruneSettings, seed: int) -> dict[str, np.ndarray]:
+    """Per class group, each channel's importance by the settings' criterion."""
+    if settings.criterion == "taylor":
+        from pam_tf.graph.importance import coupled_taylor
+
+        return coupled_taylor(plan, weights, tasks, train, batch_size=settings.batch_size,
+                              seed=seed)
+    return coupled_magnitude(plan, weights)
+
+
+def _removal_keep(plan: GraphPlan, scores: Mapping[str, np.ndarray], fraction: float,
                   flops_aware: bool) -> tuple[dict[str, np.ndarray], int]:
     """Keep masks without the lowest-ranked `fraction` of the prunable channels.
 
@@ -165,7 +187,6 @@ def _removal_keep(plan: GraphPlan, weights: Mapping[str, np.ndarray], fraction: 
     first and is not used: magnitudes of different classes do not compare, so the FLOPs term
     alone decided and the first step removed the expensive full-resolution stem (B1 on
     mobilenetv2_small, composite: 63 % of the FLOPs in one step, accuracy 82 → 12 %)."""
-    scores = coupled_magnitude(plan, weights)
     flops = _channel_flops(plan) if flops_aware else {}
     keep = {name: np.ones(len(s), bool) for name, s in scores.items()}
     removed = 0
@@ -204,7 +225,8 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
     history = [{"step": 0, "flops": plan.cost(plan.tasks).flops, "accuracy": acc}]
     progress(f"  step 0: {history[0]['flops']} FLOPs, accuracy {_fmt(acc)}")
     if not _inside(acc, reference, settings.budget):
-        return GraphPruneResult(plan, weights, acc, "unpruned_outside_budget", history)
+        return GraphPruneResult(plan, weights, acc, "unpruned_outside_budget", history,
+                                settings.criterion)
     for step in range(1, settings.max_prune_steps + 1):
         fraction, outcome = settings.step_fraction, None
         for attempt in range(settings.backtracks + 1):
@@ -233,7 +255,8 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
 def _attempt(plan, weights, tasks, train, val, settings, fraction, seed):
     """Remove `fraction` of the prunable channels, fine-tune, evaluate; None when nothing
     can be removed (every group at one channel, or the removal would starve a reader)."""
-    keep, removed = _removal_keep(plan, weights, fraction, settings.flops_aware)
+    scores = _scores(plan, weights, tasks, train, settings, seed)
+    keep, removed = _removal_keep(plan, scores, fraction, settings.flops_aware)
     if removed == 0:
         return None
     try:
@@ -255,7 +278,7 @@ def _finish(plan, weights, tasks, train, val, settings, seed, acc, reason, histo
         tuned_acc = graph_evaluate(plan, tuned, tasks, val)
         if all(tuned_acc[t] >= acc[t] for t in acc):
             weights, acc = tuned, tuned_acc
-    return GraphPruneResult(plan, weights, acc, reason, history)
+    return GraphPruneResult(plan, weights, acc, reason, history, settings.criterion)
 
 
 def _fmt(acc: Mapping[str, float]) -> str:
@@ -293,5 +316,5 @@ def prune_graph_per_task(plan: GraphPlan, weights: Mapping[str, np.ndarray],
     combined = combine_graph_plans([r.plan for r in results], plan.method)
     merged_w = {k: v for r in results for k, v in r.weights.items()}
     acc = {t: a for r in results for t, a in r.accuracy.items()}
-    return GraphPruneResult(combined, merged_w, acc,
-                            ",".join(r.reason for r in results)), results
+    return GraphPruneResult(combined, merged_w, acc, ",".join(r.reason for r in results),
+                            criterion=settings.criterion), results
