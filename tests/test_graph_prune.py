@@ -164,3 +164,19 @@ def test_taylor_criterion_prunes_a_shared_graph_plan():
     flops = [h["flops"] for h in res.history]
     assert len(flops) == 3 and flops[0] > flops[1] > flops[2]
     assert "coupled taylor" in res.message
+
+
+def test_a_start_outside_the_budget_gets_recovery_rounds_before_giving_up():
+    from dataclasses import replace
+
+    plan, w = _start(graph_shared_plan)
+    lines: list[str] = []
+    impossible = {"a": 1.0, "b": 1.0}  # 100 % with a 0-point budget: never inside
+    res = prune_graph(plan, w, TASKS, _data(), _data(seed=1), impossible,
+                      replace(FAST, budget=0.0, recovery_rounds=2), progress=lines.append)
+    assert res.reason == "unpruned_outside_budget"
+    assert [l for l in lines if "recovery round" in l][-1].endswith("round 2/2 (2 more mini-batches)")
+    lines.clear()
+    prune_graph(plan, w, TASKS, _data(), _data(seed=1), {"a": 0.0, "b": 0.0},
+                replace(FAST, recovery_rounds=2), progress=lines.append)
+    assert not [l for l in lines if "recovery round" in l]  # inside at once: no round
