@@ -82,6 +82,11 @@ def _pooled(graph: Graph, cls: int, sources) -> np.ndarray:
     return src[:, 0] * graph.class_width(cls) + src[:, 1]
 
 
+def _pooled_size(graph: Graph, n: int, cls: int) -> int:
+    """Channels of class `cls` over all n networks (the input is one, shared)."""
+    return graph.class_width(cls) * (1 if cls == INPUT_CLASS else n)
+
+
 def _blocks(plan: GraphPlan, node: Node, readable: Sequence[int]) -> list[np.ndarray]:
     """Pooled indices of each input block a group of `node` reads, in build order."""
     cls = plan.graph.input_class(node)
@@ -118,14 +123,13 @@ class ClassZipState:
                 idx = _pooled(graph, c, g.sources)
                 alive[c][idx] = True
                 owners[c][idx] = [t in g.owners for t in plan.tasks]
-        size = lambda c: graph.class_width(c) if c == INPUT_CLASS else sizes[c]  # noqa: E731
         kernels, biases = {}, {}
         for node in graph.hidden:
             if node.kind == "depthwise":
                 k = np.zeros((*node.kernel_size, sizes[node.cls]), np.float32)
             elif node.kind in PRODUCER_KINDS:
-                k = np.zeros((_positions(node), size(graph.input_class(node)), sizes[node.cls]),
-                             np.float32)
+                k = np.zeros((_positions(node), _pooled_size(graph, n, graph.input_class(node)),
+                              sizes[node.cls]), np.float32)
             else:
                 continue
             b = np.zeros(sizes[node.cls], np.float32)
@@ -143,7 +147,8 @@ class ClassZipState:
         head = graph.head
         head_kernels, head_biases = [], []
         for h in plan.heads:
-            k = np.zeros((head.fan_in, size(graph.input_class(head)), h.units), np.float32)
+            k = np.zeros((head.fan_in, _pooled_size(graph, n, graph.input_class(head)), h.units),
+                         np.float32)
             _scatter(k, weights[f"{h.task}/kernel"], _blocks(plan, head, plan.head_inputs(h.task)),
                      np.arange(h.units), head)
             head_kernels.append(k)
