@@ -55,8 +55,10 @@ VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps
              "mtz_retrain_steps": 100, "mtz_samples": 512, "specialise": False}
 
 #: The graph experiments' settings (residual / mobile nets, pam_tf.graph): what graph runs
-#: take (split layout, B1 as the only baseline: B2 and PAM-S are not written for graphs; the
-#: criterion, magnitude or taylor, comes from tools/reproduce.py --criteria) and light fine-tuning
+#: take (split layout, no PAM-S: it is not written for graphs; the criterion, magnitude or
+#: taylor, comes from tools/reproduce.py --criteria), B1 as the only baseline (B2 runs on graphs
+#: too, but its class-by-class zipping with retraining did not fit these cells' time on 2 cores)
+#: and light fine-tuning
 #: for 2 CPU cores: a merged 4-task mobilenetv2_small's 200 recovery mini-batches took over
 #: 10 min here (docs/graphs.md). Every method of a cell gets the same settings.
 GRAPH_LIGHT = {"mode": "subsets", "layout": "split", "baselines": "none", "specialise": False,

@@ -97,6 +97,11 @@ class Method:
     def produce(self, inputs: MergeInputs) -> Plan:
         raise NotImplementedError
 
+    def check_graph_config(self, config, graph) -> None:
+        """Raise ValueError, naming the flag, for a setting of `config` (the RunConfig) this
+        method cannot honour on `graph` (a traced graph network): the main job calls it before
+        any stage runs, so a long run does not fail late. Nothing by default."""
+
     def start(self, inputs: MergeInputs) -> Network:
         """The network pruning starts from: the plan of :meth:`produce` with inherited weights."""
         plan = self.produce(inputs)
@@ -194,26 +199,34 @@ class FullyShared(Method):
 class MtzMethod(Method):
     """B2: Multi-Task Zipping (method.md §8), then the same pruning. Its start is its own:
     layer-by-layer zipping with Hessian-weighted merged weights and short retraining
-    (:mod:`pam_tf.mtz`), from the single-task nets and the training half."""
+    (:mod:`pam_tf.mtz`; class by class for graph networks, :mod:`pam_tf.graph.mtz`), from the
+    single-task nets and the training half."""
 
     def produce(self, inputs: MergeInputs) -> Plan:
         return self.start(inputs).plan
 
     def start(self, inputs: MergeInputs) -> Network:
+        from pam_tf.graph.mtz import zip_graph_networks
         from pam_tf.mtz import zip_networks
 
-        refuse_graph(inputs.traced[0], f"{self.title}")
         if inputs.train is None:
             raise ValueError("MTZ needs the training half (Hessians and retraining): its "
                              "method must declare uses_data")
-        return zip_networks(inputs.traced, inputs.tasks, inputs.train, inputs.mtz,
-                            models=inputs.models, seed=inputs.seed, progress=inputs.progress)
+        zip_all = zip_graph_networks if is_graph_traced(inputs.traced[0]) else zip_networks
+        return zip_all(inputs.traced, inputs.tasks, inputs.train, inputs.mtz,
+                       models=inputs.models, seed=inputs.seed, progress=inputs.progress)
+
+    def check_graph_config(self, config, graph) -> None:
+        """Graph networks are zipped with one --mtz_merge degree for every coupling class."""
+        from pam_tf.graph.mtz import graph_merge_degree
+
+        graph_merge_degree(config.mtz, graph)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     PamMethod("pam", "pam", "PAM", uses_information=True),
     NoMerge("none", "b1", "B1 (no merging)", merged=False, separate_files=True),
-    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",), graphs=False),
+    MtzMethod("mtz", "b2", "B2 (MTZ)", uses_data=True, config_sections=("mtz",)),
     FullyShared("shared", "shared", "fully shared"),
 )}
 

@@ -133,4 +133,4 @@ def refuse_graph(traced_or_plan, what: str) -> None:
     if graph:
         raise ValueError(f"{what} is not implemented for graph networks (residual adds, "
                          "depthwise convolutions): pam-tf merges, prunes and exports them with "
-                         "PAM, B1 (no merging) and the fully shared start")
+                         "PAM, B1 (no merging), B2 (MTZ) and the fully shared start")

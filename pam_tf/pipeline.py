@@ -117,7 +117,7 @@ class Pipeline:
         except (TraceError, ValueError) as e:
             raise InputError(str(e)) from None
         if not hasattr(network, "layers"):
-            self._check_graph_settings()
+            self._check_graph_settings(network)
         if tuple(network.input_shape) != tuple(ds.input_shape):
             raise InputError(f"model '{paths[0]}' takes input {network.input_shape}, "
                              f"suite '{ds.suite}' has images {ds.input_shape}")
@@ -137,7 +137,7 @@ class Pipeline:
             "versions": versions()})
         return {}
 
-    def _check_graph_settings(self) -> None:
+    def _check_graph_settings(self, graph) -> None:
         """Graph networks (residual, depthwise) take a subset of the methods and settings:
         refuse the rest before any stage runs, naming the flag."""
         from pam_tf.graph.prune import GraphPruneSettings
@@ -146,8 +146,13 @@ class Pipeline:
         if unsupported:
             raise InputError(f"the models are graph networks (residual adds, depthwise "
                              f"convolutions): {', '.join(unsupported)} is not implemented for "
-                             "them; leave it out (--baselines=none compares with B1 alone, "
-                             "--nocompare runs the primary method alone)")
+                             "them; leave it out (PAM-S: --nospecialise; a baseline: name the "
+                             "others in --baselines)")
+        for method in self.methods:
+            try:
+                method.check_graph_config(self.config, graph)
+            except ValueError as e:
+                raise InputError(f"{method.title}: {e}") from None
         if self.config.export.layout == "fused":
             raise InputError("the models are graph networks: --layout=fused is not implemented "
                              "for them; pass --layout=split")

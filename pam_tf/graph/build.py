@@ -171,6 +171,16 @@ def _layer(node: Node, width: int, name: str):
     raise PlanError(f"node '{node.name}': unknown kind {node.kind!r}")  # pragma: no cover
 
 
+def output_layer_name(plan: GraphPlan, node: Node, group) -> str:
+    """Name of the built layer whose output is `node`'s group `group` (after its activation):
+    the group's own layer, or the ReLU6 that follows a weighted layer (Keras cannot fuse it).
+    Probes of a node's output tensor (MTZ's Hessians) read this layer."""
+    lname = plan.group_name(node, group)
+    if node.kind in ("conv", "dense", "depthwise") and node.activation not in KERAS_ACTIVATIONS:
+        return f"{lname}__{node.activation}"
+    return lname
+
+
 def build_graph_model(plan: GraphPlan, weights: dict[str, np.ndarray] | None = None,
                       combination: Iterable[str] | None = None,
                       name: str | None = None) -> "keras.Model":
@@ -193,9 +203,8 @@ def build_graph_model(plan: GraphPlan, weights: dict[str, np.ndarray] | None = N
                 x = _read(out, cache, node.inputs[0], tuple(plan.readable(node, g)),
                           f"{lname}__in")
             y = _layer(node, g.width, lname)(x)
-            if node.kind in ("conv", "dense", "depthwise") and \
-                    node.activation not in KERAS_ACTIVATIONS:
-                y = _activate(y, node.activation, f"{lname}__{node.activation}")
+            if output_layer_name(plan, node, g) != lname:
+                y = _activate(y, node.activation, output_layer_name(plan, node, g))
             out[(node.name, gi)] = y
     outputs = []
     head = plan.graph.head
@@ -224,4 +233,5 @@ def _read(out: dict, cache: dict, src: str, readable: tuple[int, ...], name: str
     return cache[key]
 
 
-__all__ = ["build_graph_model", "inherit_graph_weights", "weight_shapes", "check_graph_weights"]
+__all__ = ["build_graph_model", "inherit_graph_weights", "weight_shapes", "check_graph_weights",
+           "output_layer_name"]

@@ -146,6 +146,16 @@ def _sample(n: int, count: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(count, n), replace=False))
 
 
+def _reference_accuracy(models: Sequence | None, tasks: Sequence[Task], xs: np.ndarray,
+                        ys: dict[str, np.ndarray]) -> dict[str, float] | None:
+    """Each single-task model's accuracy on the Hessian images (None without models): what the
+    progress output puts next to the zipped network's accuracy after each layer."""
+    if models is None:
+        return None
+    return {t.name: float(t.accuracy(ys[t.name], m.predict(xs, verbose=0, batch_size=512)))
+            for m, t in zip(models, tasks)}
+
+
 def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tuple,
                  config: MtzConfig = MtzConfig(), *, models: Sequence | None = None,
                  seed: int = 0, progress: Callable[[str], None] = print) -> Network:
@@ -167,11 +177,7 @@ def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tu
     x, ys = check_data(train, tasks, "MTZ training data")
     pick = _sample(len(x), config.mtz_samples, seed)
     xs, ys_s = x[pick], {t: y[pick] for t, y in ys.items()}
-    reference = None
-    if models is not None:
-        reference = {t.name: float(t.accuracy(ys_s[t.name], m.predict(xs, verbose=0,
-                                                                      batch_size=512)))
-                     for m, t in zip(models, tasks)}
+    reference = _reference_accuracy(models, tasks, xs, ys_s)
     plan = no_merge_plan(chain, names, [t.n_outputs for t in tasks],
                          [tr.chain.head.activation for tr in traced])
     weights = inherit_weights(plan, traced)
