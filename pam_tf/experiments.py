@@ -62,7 +62,7 @@ VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps
 #: for 2 CPU cores: a merged 4-task mobilenetv2_small's 200 recovery mini-batches took over
 #: 10 min here (docs/graphs.md). The merged start's recovery is longer than the pruning
 #: fine-tunes (8 x finetune_steps a round, up to 3 more rounds): after 200 mini-batches PAM's
-#: merged nets were still 22 (mobilenetv2_small) and 34 (resnet_small) points below digit's
+#: merged nets were still 22 (mobilenetv2_small) and 28 (resnet_small) points below digit's
 #: reference, from chance before any. Every method of a cell gets the same settings.
 GRAPH_LIGHT = {"mode": "subsets", "layout": "split", "baselines": "none", "specialise": False,
                "finetune_steps": 50, "initial_finetune_steps": 400, "max_prune_steps": 6,
