@@ -54,7 +54,7 @@ from pam_tf.graph.plan import GraphPlan, graph_no_merge_plan
 from pam_tf.graph.trace import INPUT_CLASS, Graph, Node, TracedGraph, check_same_graph
 from pam_tf.mtz.linalg import greedy_match, layer_hessian, merged_weights, pair_costs
 from pam_tf.mtz.state import _gather, _positions, _scatter
-from pam_tf.mtz.zipper import METHOD, _check_complete, _damped, _reference_accuracy, _sample
+from pam_tf.mtz.zipper import METHOD, _check_complete, _damped, zip_inputs
 from pam_tf.tasks import Task
 
 __all__ = ["zip_graph_networks", "zip_class", "graph_merge_degree", "ClassZipState"]
@@ -367,19 +367,11 @@ def zip_graph_networks(traced: Sequence[TracedGraph], tasks: Sequence[Task], tra
     accuracy on the same images when `models` are given); the retraining uses all of it.
     """
     from pam_tf.graph.train import graph_evaluate, graph_finetune
-    from pam_tf.prune.finetune import check_data
 
     graph = check_same_graph(traced)
-    names = [t.name for t in tasks]
-    if len(traced) != len(tasks):
-        raise ValueError(f"MTZ: {len(traced)} networks for {len(tasks)} tasks")
-    if len(tasks) < 2:
-        raise ValueError("MTZ zips at least two networks; got one")
     degree = graph_merge_degree(config, graph)
-    x, ys = check_data(train, tasks, "MTZ training data")
-    pick = _sample(len(x), config.mtz_samples, seed)
-    xs, ys_s = x[pick], {t: y[pick] for t, y in ys.items()}
-    reference = _reference_accuracy(models, tasks, xs, ys_s)
+    names, x, ys, xs, ys_s, reference = zip_inputs(len(traced), tasks, train, config, models,
+                                                   seed)
     plan = graph_no_merge_plan(graph, names, [t.n_outputs for t in tasks],
                                [tr.graph.head.activation for tr in traced])
     state = ClassZipState.from_plan(plan, inherit_graph_weights(plan, traced))

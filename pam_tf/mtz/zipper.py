@@ -156,6 +156,24 @@ def _reference_accuracy(models: Sequence | None, tasks: Sequence[Task], xs: np.n
             for m, t in zip(models, tasks)}
 
 
+def zip_inputs(n_networks: int, tasks: Sequence[Task], train: tuple, config: MtzConfig,
+               models: Sequence | None, seed: int) -> tuple:
+    """What zipping n networks needs from its inputs, checked (chains and graphs alike): the
+    task names, the training half (x, ys), its seeded Hessian images (xs, ys_s) and the
+    single-task models' accuracy on them (None without models)."""
+    from pam_tf.prune.finetune import check_data
+
+    names = [t.name for t in tasks]
+    if n_networks != len(tasks):
+        raise ValueError(f"MTZ: {n_networks} networks for {len(tasks)} tasks")
+    if len(tasks) < 2:
+        raise ValueError("MTZ zips at least two networks; got one")
+    x, ys = check_data(train, tasks, "MTZ training data")
+    pick = _sample(len(x), config.mtz_samples, seed)
+    xs, ys_s = x[pick], {t: y[pick] for t, y in ys.items()}
+    return names, x, ys, xs, ys_s, _reference_accuracy(models, tasks, xs, ys_s)
+
+
 def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tuple,
                  config: MtzConfig = MtzConfig(), *, models: Sequence | None = None,
                  seed: int = 0, progress: Callable[[str], None] = print) -> Network:
@@ -165,19 +183,12 @@ def zip_networks(traced: Sequence[TracedModel], tasks: Sequence[Task], train: tu
     the Hessians (and the accuracy shown after each layer, next to each single-task model's
     accuracy on the same images when `models` are given); the retraining uses all of it.
     """
-    from pam_tf.prune.finetune import check_data, evaluate, finetune
+    from pam_tf.prune.finetune import evaluate, finetune
 
     chain = check_same_chain(traced)
-    names = [t.name for t in tasks]
-    if len(traced) != len(tasks):
-        raise ValueError(f"MTZ: {len(traced)} networks for {len(tasks)} tasks")
-    if len(tasks) < 2:
-        raise ValueError("MTZ zips at least two networks; got one")
     degrees = degrees_per_layer(config, chain.hidden)
-    x, ys = check_data(train, tasks, "MTZ training data")
-    pick = _sample(len(x), config.mtz_samples, seed)
-    xs, ys_s = x[pick], {t: y[pick] for t, y in ys.items()}
-    reference = _reference_accuracy(models, tasks, xs, ys_s)
+    names, x, ys, xs, ys_s, reference = zip_inputs(len(traced), tasks, train, config, models,
+                                                   seed)
     plan = no_merge_plan(chain, names, [t.n_outputs for t in tasks],
                          [tr.chain.head.activation for tr in traced])
     weights = inherit_weights(plan, traced)
