@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,27 @@ def read_sidecar(model_path: str | os.PathLike) -> dict:
         raise ValueError(f"sidecar '{side}' is not valid JSON ({e})") from None
 
 
-def _save_keras_atomic(model: keras.Model, path: Path) -> None:
+def save_keras_deterministic(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save ``model`` as ``.keras``, atomically, with bytes that depend only on the model.
+
+    Keras writes the save time into the archive (``metadata.json``'s ``date_saved`` and each
+    zip entry's timestamp), so the same weights saved twice hash differently, and a run's
+    identity hashes the model files (pam_tf/runfolder.py): a net retrained to the same weights
+    would start a new run folder. The archive is rewritten without the date and with fixed
+    entry times; Keras loads it as before."""
     with atomic_path(str(path)) as tmp:
         model.save(tmp, overwrite=True)
+        with zipfile.ZipFile(tmp) as archive:
+            entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for info, data in entries:
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+                fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+                archive.writestr(fixed, data)
 
 
 def save_single_task_model(model: keras.Model, path: str | os.PathLike, *, dataset: TaskDataset,
@@ -121,7 +140,7 @@ def save_single_task_model(model: keras.Model, path: str | os.PathLike, *, datas
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = keras.models.clone_model(model)
     clean.set_weights(model.get_weights())
-    _save_keras_atomic(clean, path)
+    save_keras_deterministic(clean, path)
     sidecar = {
         "format": SIDECAR_FORMAT,
         "model_file": path.name,
