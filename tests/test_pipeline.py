@@ -264,12 +264,15 @@ def test_unsupported_layers_are_refused(tmp_path):
         Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
 
 
-def test_a_residual_add_makes_a_graph_network_that_b2_refuses_by_name(tmp_path):
+def test_a_residual_add_makes_a_graph_network_that_refuses_what_graphs_lack(tmp_path):
+    """A LeNet-like net with an Add takes the graph path, which refuses (by name, before any
+    stage runs) the settings graph networks lack: here the fused layout."""
     a = _save_plain(_lenet_like(units=2, act="sigmoid", join="add"), str(tmp_path / "a.keras"),
                     "t0")
     b = _save_plain(_lenet_like(join="add"), str(tmp_path / "b.keras"), "t1")
-    with pytest.raises(InputError, match=r"graph networks .*B2 \(MTZ\) is not implemented"):
-        Pipeline(config([a, b]), str(tmp_path / "out"), quiet).run_all()
+    with pytest.raises(InputError, match=r"graph networks: --layout=fused is not implemented"):
+        Pipeline(config([a, b], layout="fused"), str(tmp_path / "out"), quiet).run_all()
+    assert not os.path.exists(tmp_path / "out" / "plan_merged.json")
 
 
 def test_budget_that_cannot_be_met_is_an_error(tmp_path, model_files, monkeypatch):
