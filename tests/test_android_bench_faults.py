@@ -26,11 +26,7 @@ QUICK = dict(num_runs=5, min_secs=0.0, warmup_runs=1, warmup_min_secs=0.0)
 
 @pytest.fixture()
 def models_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "models"
-    d.mkdir()
-    for i, name in enumerate(("a.tflite", "b.tflite", "c.tflite")):
-        (d / name).write_bytes(bytes([i + 1]) * 8000)
-    return d
+    return fakeadb.fake_models_dir(tmp_path)
 
 
 def _sweep(fake, models_dir, out, **kw):

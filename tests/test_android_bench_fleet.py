@@ -22,11 +22,7 @@ QUICK = ["--num_runs", "5", "--min_secs", "0", "--warmup_min_secs", "0", "--repe
 
 @pytest.fixture()
 def models_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "models"
-    d.mkdir()
-    for i, name in enumerate(("a.tflite", "b.tflite", "c.tflite")):
-        (d / name).write_bytes(bytes([i + 1]) * 8000)
-    return d
+    return fakeadb.fake_models_dir(tmp_path)
 
 
 @pytest.fixture()

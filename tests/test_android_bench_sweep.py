@@ -29,11 +29,7 @@ QUICK = dict(num_runs=5, min_secs=0.0, warmup_runs=1, warmup_min_secs=0.0)
 
 @pytest.fixture()
 def models_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "models"
-    d.mkdir()
-    for i, (name, size) in enumerate(MODELS.items()):
-        (d / name).write_bytes(bytes([i + 1]) * size)
-    return d
+    return fakeadb.fake_models_dir(tmp_path, MODELS)
 
 
 def _sweep(fake, models, out, binary, **kw):

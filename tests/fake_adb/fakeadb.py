@@ -135,6 +135,17 @@ def install(tmp_path: Path, devices: list[dict[str, Any]] | None = None, **optio
     return fake
 
 
+def fake_models_dir(tmp_path: Path, sizes: dict[str, int] | None = None) -> Path:
+    """A folder of stand-in .tflite files (distinct bytes, given sizes) for the harness's tests:
+    the fake device never parses them."""
+    d = tmp_path / "models"
+    d.mkdir()
+    sizes = sizes or {"a.tflite": 8000, "b.tflite": 8000, "c.tflite": 8000}
+    for i, (name, size) in enumerate(sizes.items()):
+        (d / name).write_bytes(bytes([i + 1]) * size)
+    return d
+
+
 def fake_benchmark_binary(tmp_path: Path, name: str = "benchmark_model") -> Path:
     """A local 'benchmark_model' the fake phone accepts as executable."""
     path = tmp_path / name
