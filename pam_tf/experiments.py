@@ -12,6 +12,7 @@ shipped models uses the shipped files; other seeds train fresh nets, cached by s
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -51,8 +52,12 @@ class Experiment:
 #: a cell gets the same settings, so the comparison stays fair. The merged net's recovery keeps
 #: its default rounds: with one round (200 + 200 mini-batches) composite's garment was still 2.35
 #: points below its net, and the cell failed before pruning.
+#: Fine-tuning stays per network on 12 000 images (the main job's defaults before issue 14
+#: made them per task on 48 000): n times the mini-batches for a merged VGG did not fit.
+LIGHT_FINETUNING = {"finetune_scale": "network", "train_samples": 12000}
 VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps": 24,
-             "mtz_retrain_steps": 100, "mtz_samples": 512, "specialise": False}
+             "mtz_retrain_steps": 100, "mtz_samples": 512, "specialise": False,
+             **LIGHT_FINETUNING}
 
 #: The graph experiments' settings (residual / mobile nets, pam_tf.graph): what graph runs
 #: take (split layout, no PAM-S: it is not written for graphs; the criterion, magnitude or
@@ -66,7 +71,7 @@ VGG_LIGHT = {"finetune_steps": 50, "final_finetune_steps": 100, "max_prune_steps
 #: reference, from chance before any. Every method of a cell gets the same settings.
 GRAPH_LIGHT = {"mode": "subsets", "layout": "split", "baselines": "none", "specialise": False,
                "finetune_steps": 50, "initial_finetune_steps": 400, "max_prune_steps": 6,
-               "backtracks": 1, "val_samples": 2000}
+               "backtracks": 1, "val_samples": 2000, **LIGHT_FINETUNING}
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("fashion2", "fashion2", shipped="fashion2",
@@ -235,6 +240,46 @@ def cell_settings(exp: Experiment, criterion: str, seed: int, settings: dict) ->
     """The main job's flat settings of one cell: cell defaults, then the experiment's, then
     --set, then the cell's criterion and seed."""
     return {**CELL_DEFAULTS, **exp.settings, **settings, "criterion": criterion, "seed": seed}
+
+
+#: Settings that choose which methods a cell runs, or where its arithmetic runs, rather than
+#: what a method computes: two results files that differ only in these are one measurement (a
+#: cell's B2 file may come from a ``--method=mtz --nocompare`` run beside the PAM run).
+NOT_MEASURED = frozenset({"models", "seed", "method", "compare", "specialise", "baselines",
+                          "distribute"})
+
+
+def cell_flat(exp: Experiment, criterion: str, seed: int, settings: dict) -> dict:
+    """Every main-job setting of one cell, defaults filled in, as a results file records them
+    (JSON values: tuples are lists)."""
+    from pam_tf.config import RunConfig
+
+    c = RunConfig.from_flat((), exp.suite, **cell_settings(exp, criterion, seed, settings))
+    return json.loads(json.dumps(c.flat()))
+
+
+def settings_diff(recorded: dict, expected: dict,
+                  ignore: frozenset = NOT_MEASURED) -> dict[str, tuple]:
+    """{setting: (recorded value, expected value)} for every setting both know whose values
+    differ. A setting missing from `recorded` is skipped: the file was written before it
+    existed, and so ran with what became its default (the results format keeps no other
+    record of it)."""
+    expected = json.loads(json.dumps(expected))
+    out = {}
+    for key in sorted(recorded.keys() & expected.keys() - ignore):
+        value = json.loads(json.dumps(recorded[key]))
+        if value != expected[key]:
+            out[key] = (value, expected[key])
+    return out
+
+
+def format_settings(values: dict) -> str:
+    """{'budget': 0.5, 'mtz_merge': ['1']} → 'budget=0.5,mtz_merge=1', as ``--set`` takes them
+    (a one-element list is its element; a longer one, which --set cannot carry, is joined
+    with ';' so that it still reads as one value)."""
+    def one(v) -> str:
+        return ";".join(map(str, v)) if isinstance(v, list) else str(v)
+    return ",".join(f"{k}={one(v)}" for k, v in values.items())
 
 
 def cell_labels(exp: Experiment, settings: dict) -> list[str]:

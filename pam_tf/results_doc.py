@@ -309,6 +309,7 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     labels = sorted(by_method, key=lambda l: (l != PRIMARY, l))
     first = by_method[labels[0]][0]
     seeds = sorted({r["seed"] for runs in by_method.values() for r in runs})
+    set_arg, why = _defaults_note([r for runs in by_method.values() for r in runs])
     lines = ["", f"## {exp} ({criterion})", "",
              f"Suite `{first['suite']}`, {first['arch']}, tasks {', '.join(first['tasks'])}; "
              f"seeds {', '.join(map(str, seeds))}; code at "
@@ -317,7 +318,7 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
                  r.get("git_dirty") for runs in by_method.values() for r in runs) else "")
              + ".", "",
              f"Command: `python -m tools.reproduce --experiments={exp} --criteria={criterion} "
-             f"--seeds={','.join(map(str, seeds))}`", "",
+             f"--seeds={','.join(map(str, seeds))}{set_arg}`", *why, "",
              "FLOPs in the paper's convention (method.md §9), mean ± std over seeds; ratios are "
              "the mean over seeds of baseline FLOPs / PAM FLOPs (> 1: PAM is cheaper).", ""]
     lines += _flops_table(by_method, [l for l in labels if l != SPECIALISED])
@@ -358,25 +359,102 @@ def _config_defaults() -> dict:
     return RunConfig.from_flat((), "", **CELL_DEFAULTS).flat()
 
 
+def todays_settings(result: dict) -> dict:
+    """The settings `result`'s cell would run with today without --set: the main job's
+    defaults, the cell defaults and its experiment's own (hand-made results of tests name no
+    registered experiment: the defaults alone)."""
+    from pam_tf.experiments import EXPERIMENTS, cell_flat
+
+    exp = EXPERIMENTS.get(result["experiment"])
+    if exp is None:
+        return {**_config_defaults(), "criterion": result["criterion"], "seed": result["seed"]}
+    return cell_flat(exp, result["criterion"], result["seed"], {})
+
+
+def off_defaults(results: Iterable[dict]) -> tuple[dict[str, tuple], list[str]]:
+    """What the files of one section ran with that today's defaults differ in: ({setting:
+    (recorded value, today's value)} of the first file that has any, and the settings in which
+    the files differ among themselves). A section run before the defaults changed stays on
+    the page, saying with what it ran, and its command reruns exactly that."""
+    from pam_tf.experiments import settings_diff
+
+    diffs = [settings_diff(r.get("settings") or {}, todays_settings(r)) for r in results]
+    first = next((d for d in diffs if d), {})
+    mixed = sorted({k for d in diffs for k in set(d) | set(first)
+                    if d.get(k, (None,))[0] != first.get(k, (None,))[0]})
+    return first, mixed
+
+
+def _defaults_note(results: list[dict]) -> tuple[str, list[str]]:
+    """(the ``--set`` part of a section's command, the lines that say why) for results that
+    ran with settings other than today's defaults; ('', []) for results of today's."""
+    from pam_tf.experiments import format_settings
+
+    diff, mixed = off_defaults(results)
+    if not diff and not mixed:
+        return "", []
+    text = ("Run with settings that differ from today's defaults: " + ", ".join(
+        f"{k}={v[0]} (today {v[1]})" for k, v in diff.items())
+        + " (earlier defaults, or --set without --variant); the command sets them.")
+    if mixed:
+        text += (" Its files differ among themselves in " + ", ".join(mixed)
+                 + "; the command sets the first file's values.")
+    return (f" --set={format_settings({k: v[0] for k, v in diff.items()})}" if diff else "",
+            ["", text])
+
+
+#: Settings B1 does not read: how networks merge (B1 merges none), B2's zipping, and the
+#: per-task fine-tuning scale (B1's nets serve one task each, so 'task' and 'network' agree).
+NOT_B1 = frozenset({"finetune_scale", "mode", "alpha", "alpha_conv", "alpha_dense",
+                    "alpha_relative", "sigma2", "sigma2_scale", "reduce", "per_task_budget",
+                    "prune_only_shared", "mtz_samples", "mtz_retrain_steps", "mtz_merge",
+                    "mtz_damping", "mtz_lr", "mtz_batch_size"})
+
+
+def closest_b1(pam_runs: list[dict], b1_variants: dict[str, list[dict]]) -> str | None:
+    """The B1 variant to set a PAM variant against: its own where it ran B1, else the one whose
+    settings differ least from it (B1 alone merges nothing, so a PAM-only variant borrows the
+    B1 that ran with the rest of its settings: fine-tuning data, budget); ties go to the
+    defaults."""
+    from pam_tf.experiments import NOT_MEASURED, settings_diff
+
+    name = pam_runs[0].get("variant", "")
+    if name in b1_variants:
+        return name
+    if not b1_variants:
+        return None
+    def full(r: dict) -> dict:  # a setting a file does not record ran at its default
+        return {**todays_settings(r), **(r.get("settings") or {})}
+
+    mine = full(pam_runs[0])
+    return min(b1_variants, key=lambda v: (
+        len(settings_diff(full(b1_variants[v][0]), mine, NOT_MEASURED | NOT_B1)), v != "", v))
+
+
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
                      b1_variants: dict[str, list[dict]]) -> list[str]:
-    """One row per variant of PAM: its settings that differ from the defaults, FLOPs and the
-    B1/PAM ratio per combination (B1 of the same seeds and variant when the variant ran B1 too
-    (e.g. distillation, applied to every method), else with the default settings)."""
+    """One row per variant of PAM: its settings that differ from today's defaults, FLOPs and
+    the B1/PAM ratio per combination (B1 of the same seeds and variant when the variant ran B1
+    too (e.g. distillation, applied to every method), else of the variant closest in settings,
+    named in the row)."""
+    from pam_tf.experiments import settings_diff
+
     exp, criterion = key
-    default = variants.get("", [])
     combos = list(next(iter(variants.values()))[0]["combinations"])
     lines = ["", f"## Ablation: {exp} ({criterion})", "",
              "PAM under each variant (`python -m tools.reproduce --variant NAME --set ...`); "
-             "B1/PAM uses B1 of the same seeds (and of the same variant where it ran B1 too). "
+             "settings: what the variant ran with that differs from today's defaults; B1/PAM "
+             "uses B1 of the same seeds and of the variant in the \"B1 of\" column (the "
+             "variant's own where it ran B1, else the one closest to it in settings). "
              "Cells: PAM MFLOPs (B1/PAM), means over seeds.", "",
-             "| variant | settings | seeds | " + " | ".join(combos) + " | within budget |",
-             "|---|---|---|" + "---|" * (len(combos) + 1)]
+             "| variant | settings | seeds | B1 of | " + " | ".join(combos) + " | within budget |",
+             "|---|---|---|---|" + "---|" * (len(combos) + 1)]
     for name, runs in sorted(variants.items()):
-        b1 = {r["seed"]: r for r in b1_variants.get(name) or b1_variants.get("", [])}
-        ref = {**_config_defaults(), **(default[0]["settings"] if default else {})}
-        diff = ", ".join(f"{k}={v}" for k, v in runs[0]["settings"].items()
-                         if k != "seed" and ref.get(k) != v) if name else "defaults"
+        b1_name = closest_b1(runs, b1_variants)
+        b1 = {r["seed"]: r for r in b1_variants.get(b1_name, [])} if b1_name is not None else {}
+        diff = ", ".join(f"{k}={v[0]}" for k, v in settings_diff(
+            runs[0]["settings"], todays_settings(runs[0]),
+            frozenset({"models", "seed", "distribute"})).items())
         cells = []
         for c in combos:
             flops = np.mean([r["combinations"][c]["flops"] for r in runs]) / 1e6
@@ -384,9 +462,10 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
                    for r in runs if r["seed"] in b1]
             cells.append(f"{flops:.4f} ({np.mean(rat):.2f}×)" if rat else f"{flops:.4f}")
         ok = sum(all((r.get("within_budget") or {}).values()) for r in runs)
-        lines.append(f"| {name or 'default'} | {diff or '–'} | "
-                     f"{','.join(str(r['seed']) for r in runs)} | " + " | ".join(cells)
-                     + f" | {ok}/{len(runs)} |")
+        b1_label = "–" if b1_name is None else (b1_name or "default")
+        lines.append(f"| {name or 'default'} | {diff or 'defaults'} | "
+                     f"{','.join(str(r['seed']) for r in runs)} | {b1_label} | "
+                     + " | ".join(cells) + f" | {ok}/{len(runs)} |")
     return lines
 
 
@@ -637,6 +716,26 @@ def _relatedness_plots(plots: str, criterion: str, rows: list[dict]) -> list[str
     return names
 
 
+def like_sweep(results: list[dict], criterion: str,
+               by_k: dict[int, dict[str, list[dict]]]) -> dict[str, list[dict]] | None:
+    """fashion2's results (method label → runs) of the variant that ran with the sweep's
+    settings (the suite and what chooses methods aside), so that the k = 5 line compares like
+    with like; None when no fashion2 variant did."""
+    from pam_tf.experiments import NOT_MEASURED, settings_diff
+
+    sweep = next(iter(next(iter(by_k.values())).values()))[0].get("settings") or {}
+    table: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r["experiment"] == "fashion2" and r["criterion"] == criterion:
+            table[r.get("variant", "")][r["label"]].append(r)
+    for name in sorted(table, key=lambda n: (n != "", n)):
+        first = table[name].get(PRIMARY, [None])[0]
+        if first and not settings_diff(first.get("settings") or {}, sweep,
+                                       NOT_MEASURED | {"suite"}):
+            return table[name]
+    return None
+
+
 def _fashion2_line(rows: list[dict], fashion2: dict[str, list[dict]] | None) -> list[str]:
     """k = 5 has fashion2's two tasks: set its a+b ratio beside fashion2's, whose nets differ
     (shipped at seed 0), as a measure of how much the nets alone move the ratio."""
@@ -644,8 +743,11 @@ def _fashion2_line(rows: list[dict], fashion2: dict[str, list[dict]] | None) -> 
     ref = ratios(fashion2, "b1").get("a+b") if fashion2 and "b1" in fashion2 else None
     if not last or not ref:
         return []
+    variant = fashion2["b1"][0].get("variant", "")
+    where = f"fashion2's variant `{variant}` (the same settings)" if variant else \
+        "the fashion2 section"
     return [f"k = 5 has fashion2's tasks: B1/PAM for a+b is {_pm(last['ratio']['a+b'])} here "
-            f"(n = {len(last['ratio']['a+b'])}) and {_pm(ref)} in the fashion2 section "
+            f"(n = {len(last['ratio']['a+b'])}) and {_pm(ref)} in {where} "
             f"(n = {len(ref)}, other nets)."]
 
 
@@ -658,6 +760,8 @@ def relatedness_section(criterion: str, by_k: dict[int, dict[str, list[dict]]],
     exps = ",".join(f"fashion-related-{k}" for k in sorted(by_k))
     first = next(iter(next(iter(by_k.values())).values()))[0]
     budget = first.get("budget_points")
+    set_arg, why = _defaults_note([r for bm in by_k.values() for runs in bm.values()
+                                   for r in runs])
     lines = ["", f"## Relatedness sweep: fashion-related-k ({criterion})", "",
              f"LeNet-5 on Fashion-MNIST; task a = classes 0-4, task b = task a with its last k "
              f"classes swapped for classes 5 .. 4+k (k = 5 is fashion2's pair, with nets trained "
@@ -667,7 +771,7 @@ def relatedness_section(criterion: str, by_k: dict[int, dict[str, list[dict]]],
              f"{', '.join(map(str, seeds))}; k present: "
              f"{', '.join(map(str, sorted(by_k)))}.", "",
              f"Command: `python -m tools.reproduce --experiments={exps} --criteria={criterion} "
-             f"--seeds={','.join(map(str, seeds))}`", "",
+             f"--seeds={','.join(map(str, seeds))}{set_arg}`", *why, "",
              "B1/PAM FLOPs per combination, mean ± std over the seeds both methods ran (> 1: PAM "
              f"is cheaper); MFLOPs mean ± std; seeds whose all-task accuracy is within the "
              f"budget ({budget} point(s), test half).", ""]
@@ -689,18 +793,21 @@ def relatedness_section(criterion: str, by_k: dict[int, dict[str, list[dict]]],
 _IGNORED_FOR_MODE = ("seed", "mode", "compare")
 
 
-def mode_variants(variants: dict[str, list[dict]]) -> tuple[list[dict], str, list[dict]] | None:
-    """(subsets-mode runs, paper-mode variant name, its runs) when an experiment has both: the
-    default runs in subsets mode and a variant that differs from them in the mode only."""
-    default = variants.get("", [])
-    if not default or default[0]["settings"].get("mode") != "subsets":
-        return None
-    base = {k: v for k, v in default[0]["settings"].items() if k not in _IGNORED_FOR_MODE}
-    for name, runs in sorted(variants.items()):
-        s = runs[0]["settings"]
-        if name and s.get("mode") == "paper" and base == {
-                k: v for k, v in s.items() if k not in _IGNORED_FOR_MODE}:
-            return default, name, runs
+def mode_variants(variants: dict[str, list[dict]]
+                  ) -> tuple[list[dict], str, list[dict], str] | None:
+    """(subsets-mode runs, paper-mode variant name, its runs, the subsets variant's name) when
+    an experiment has both: a variant in subsets mode (the defaults first) and one that
+    differs from it in the mode only."""
+    def rest(runs: list[dict]) -> dict:
+        return {k: v for k, v in runs[0]["settings"].items() if k not in _IGNORED_FOR_MODE}
+
+    bases = sorted((n for n, runs in variants.items()
+                    if runs[0]["settings"].get("mode") == "subsets"), key=lambda n: (n != "", n))
+    for base in bases:
+        for name, runs in sorted(variants.items()):
+            if name != base and runs[0]["settings"].get("mode") == "paper" and \
+                    rest(runs) == rest(variants[base]):
+                return variants[base], name, runs, base
     return None
 
 
@@ -737,7 +844,7 @@ def mode_comparison(subsets: list[dict], paper: list[dict], b1: list[dict]) -> l
 
 
 def mode_section(key: tuple[str, str], subsets: list[dict], name: str, paper: list[dict],
-                 b1: list[dict]) -> list[str]:
+                 b1: list[dict], base: str = "") -> list[str]:
     """PAM in the paper's mode (exclusive + one all-task group) against subsets mode (a group
     per task subset), per combination kind."""
     exp, criterion = key
@@ -745,16 +852,22 @@ def mode_section(key: tuple[str, str], subsets: list[dict], name: str, paper: li
     if not rows:
         return []
     seeds = rows[0]["seeds"]
+    from pam_tf.experiments import format_settings, settings_diff
+
+    runs_with = {k: v[0] for k, v in settings_diff(
+        paper[0]["settings"], todays_settings(paper[0]),
+        frozenset({"models", "seed", "distribute"})).items()}
+    who = f"`{exp}`" if not base else f"Variant `{base}` of `{exp}`"
     lines = ["", f"## PAM paper mode against subsets mode: {exp} ({criterion})", "",
-             f"`{exp}` runs PAM in subsets mode (a group for any set of tasks); variant `{name}` "
+             f"{who} runs PAM in subsets mode (a group for any set of tasks); variant `{name}` "
              "runs it in the paper's mode (exclusive groups and one all-task group, method.md "
              "§2), "
              "all else equal. B1 is the same for both (it does not merge). Seeds "
              f"{', '.join(map(str, seeds))}; per row, means over the combinations of that kind "
              "and the seeds (± std over those values).", "",
              f"Command: `python -m tools.reproduce --experiments={exp} --criteria={criterion} "
-             f"--seeds={','.join(map(str, seeds))} --variant={name} --set mode=paper,"
-             "compare=false`", "",
+             f"--seeds={','.join(map(str, seeds))} --variant={name} "
+             f"--set={format_settings(runs_with)}`", "",
              "| tasks per combination | combinations | PAM subsets MFLOPs | PAM paper MFLOPs | "
              "paper / subsets FLOPs | B1/PAM subsets | B1/PAM paper |",
              "|---|---|---|---|---|---|---|"]
@@ -889,14 +1002,16 @@ def render(results_dir: str, doc: str) -> str:
             lines += experiment_section(key, by_method, plots)
     for criterion, by_k in sorted(relatedness_sets(groups).items()):
         lines += relatedness_section(criterion, by_k, plots,
-                                     groups.get(("fashion2", criterion)))
+                                     like_sweep(results, criterion, by_k))
     b1 = _variant_rows(results, "b1")
     pam_variants = _variant_rows(results)
     for key, variants in sorted(pam_variants.items()):
         found = mode_variants(variants)
         if found:
+            b1_of = closest_b1(found[0], b1.get(key, {}))
             lines += mode_section(key, found[0], found[1], found[2],
-                                  groups.get(key, {}).get("b1", []))
+                                  b1.get(key, {}).get(b1_of, []) if b1_of is not None else [],
+                                  base=found[3])
     for key, variants in sorted(pam_variants.items()):
         lines += ablation_section(key, variants, b1.get(key, {}))
     io.write_text(doc, "\n".join(lines) + "\n")

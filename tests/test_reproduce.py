@@ -342,3 +342,94 @@ def test_a_section_with_a_result_from_uncommitted_code_says_so(tmp_path):
     _write(str(tmp_path / "dirty"), [clean[0], {**clean[1], "git_dirty": True}])
     assert "(**uncommitted changes** in some cells)" in open(
         render(str(tmp_path / "dirty"), str(tmp_path / "d.md"))).read()
+
+
+# --- results run under other settings than today's (defaults changed, --set without --variant) --
+
+def test_settings_diff_names_what_differs_and_skips_what_a_file_predates():
+    from pam_tf.experiments import format_settings, settings_diff
+
+    recorded = {"train_samples": 12000, "mtz_merge": ["1"], "lr": 1e-3, "seed": 3,
+                "method": "mtz"}
+    expected = {"train_samples": 48000, "mtz_merge": ("1",), "lr": 1e-3, "seed": 0,
+                "method": "pam", "finetune_scale": "task"}
+    # seed and method are not what a method computes; finetune_scale postdates the file
+    assert settings_diff(recorded, expected) == {"train_samples": (12000, 48000)}
+    assert format_settings({"finetune_scale": "network", "mtz_merge": ["1"]}) == \
+        "finetune_scale=network,mtz_merge=1"
+
+
+def test_a_results_file_run_with_other_settings_stops_the_grid_and_is_kept(grid, tmp_path):
+    """Today's defaults (or --set) differ from what a finished cell ran with: the grid must
+    neither count the cell as done nor overwrite its only record."""
+    import shutil
+
+    folders, _ = grid
+    results = tmp_path / "results"
+    shutil.copytree(folders["results"], results)
+    path = results / cell_name("synthetic", "b1", "magnitude", 1)
+    r = json.load(open(path))
+    r["settings"]["train_samples"] = 999
+    path.write_text(json.dumps(r))
+    before = path.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
+         "--criteria=magnitude", "--seeds=0,1", f"--results={results}",
+         f"--runs={folders['runs']}", f"--cache={folders['cache']}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "1 results file(s) of this grid were run with other settings" in proc.stderr
+    assert f"{path}: ran with train_samples=999 (this grid: 256)" in proc.stderr
+    assert path.read_bytes() == before
+
+
+def test_a_section_run_under_earlier_defaults_prints_them_in_its_command(tmp_path):
+    old = {"finetune_scale": "network", "train_samples": 12000}
+    _write(tmp_path / "res", [_result("toy", l, s, {"a": 0.4, "b": 0.4, "a+b": 0.5},
+                                      settings=old) for l in ("pam", "b1") for s in (0, 1)]
+           + [_result("now", l, 0, {"a": 0.4, "b": 0.4, "a+b": 0.5}) for l in ("pam", "b1")])
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    toy = text.split("## toy (taylor)")[1]
+    assert ("--seeds=0,1 --set=finetune_scale=network,train_samples=12000`" in toy)
+    assert "finetune_scale=network (today task), train_samples=12000 (today 48000)" in toy
+    now = text.split("## now (taylor)")[1].split("## toy")[0]
+    assert "--seeds=0`" in now and "differ from today's defaults" not in now
+
+
+def test_a_pam_only_variant_is_set_against_the_b1_closest_to_it_in_settings(tmp_path):
+    """After the defaults change, a PAM-only variant run on the earlier defaults must be
+    compared with the B1 of the earlier defaults, not today's."""
+    old = {"finetune_scale": "network", "train_samples": 12000}
+    flops = {"a": 0.4, "b": 0.4, "a+b": 0.5}
+    _write(tmp_path / "res", [
+        _result("toy", "pam", 0, flops), _result("toy", "b1", 0, {"a": 0.4, "b": 0.4, "a+b": 1.0}),
+        _result("toy", "pam", 0, flops, variant="old", settings=old),
+        _result("toy", "b1", 0, {"a": 0.2, "b": 0.2, "a+b": 0.5}, variant="old", settings=old),
+        _result("toy", "pam", 0, flops, variant="ptb_old",
+                settings={**old, "per_task_budget": True, "compare": False}),
+        # B1 reads no finetune_scale (one task per net): today's B1 is this one's
+        _result("toy", "pam", 0, flops, variant="per_net",
+                settings={"finetune_scale": "network", "compare": False})])
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    rows = {l.split(" | ")[0].strip("| "): l for l in text.split("## Ablation: toy")[1].splitlines()
+            if l.startswith("| ")}
+    assert "| defaults | 0 | default | 0.4000 (1.00×) |" in rows["default"]
+    assert "| finetune_scale=network, train_samples=12000 | 0 | old | 0.4000 (0.50×) |" in \
+        rows["old"]
+    assert "per_task_budget=True" in rows["ptb_old"] and "| 0 | old | 0.4000 (0.50×) |" in \
+        rows["ptb_old"]
+    assert "| 0 | default | 0.4000 (1.00×) |" in rows["per_net"]
+
+
+def test_mode_section_finds_its_subsets_side_in_a_variant_when_the_defaults_moved(tmp_path):
+    from pam_tf.results_doc import _variant_rows, mode_variants
+
+    moved = [dict(r, variant=r["variant"] or "old") for r in _modes(lambda c: 1.0)]
+    moved += [_result("comp", "pam", s, COMBOS3, tasks=("x", "y", "z"),
+                      settings={"mode": "subsets", "train_samples": 48000}) for s in (0, 1)]
+    found = mode_variants(_variant_rows(moved)[("comp", "taylor")])
+    assert found and found[1] == "paper_mode" and found[3] == "old"
+    _write(tmp_path / "res", moved)
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    assert "Variant `old` of `comp` runs PAM in subsets mode" in text

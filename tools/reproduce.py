@@ -9,6 +9,11 @@ own run folder under --runs (which it resumes); a cell whose result files all ex
 so rerunning a finished grid does nothing and says so, and a killed grid finishes where it
 stopped. Experiments: see `pam_tf.experiments.EXPERIMENTS`.
 
+Each results file records every setting its cell ran with. When the defaults change, a file
+run under the old ones no longer matches its cell: the grid then stops before running anything
+and names the file and the settings that differ, rather than count it as done or overwrite it;
+docs/results.md prints such a section's settings in its command (``--set``, no ``--variant``).
+
 ``--shard=i/k`` (1-based: i = 1..k) runs only every k-th cell of the grid, starting at the i-th,
 so k workers (a job array, or k processes on one machine) given the same flags fill one results
 and runs folder without two of them ever running the same cell; ``--render`` merges whatever
@@ -24,8 +29,10 @@ import traceback
 
 from absl import app, flags, logging
 
-from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_folder, cell_labels, cell_name,
-                                get_experiment, run_cell, summarize_cell)
+from pam_tf import io
+from pam_tf.experiments import (CELL_DEFAULTS, EXPERIMENTS, cell_flat, cell_folder, cell_labels,
+                                cell_name, get_experiment, run_cell, settings_diff,
+                                summarize_cell)
 from pam_tf.config import DistributeConfig, setting_choices
 from tools._paths import user_path
 
@@ -37,7 +44,9 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each a whole run: info batch
 flags.DEFINE_list("set", [], "Main-job settings for every cell, e.g. budget=0.5,layout=split.")
 flags.DEFINE_string("variant", "", "Name of the --set values (an ablation): it goes into the "
                     "results file and run folder names; docs/results.md compares variants. "
-                    "Required with --set.")
+                    "Without it, --set values go into the experiment's own files, which record "
+                    "them (docs/results.md prints them), e.g. to add seeds to results run under "
+                    "earlier defaults.")
 flags.DEFINE_bool("resummarize", False, "Rewrite the results files of finished cells from their "
                   "run folders (no pruning), e.g. after the results format gained a field.")
 flags.DEFINE_string("results", "results", "Folder of the results JSON files (one per cell).")
@@ -120,6 +129,25 @@ def cell_done(results: str, exp, criterion: str, seed: int, labels: list[str],
                for l in labels)
 
 
+def stale_results(results: str, exp, criterion: str, seed: int, labels: list[str],
+                  variant: str, settings: dict) -> list[str]:
+    """One line per results file of this cell that exists but was run with settings other than
+    the ones this grid would run it with (today's defaults, the experiment's and --set): such a
+    cell is neither done nor to be overwritten, since its file is the only record of a result."""
+    expected = cell_flat(exp, criterion, seed, settings)
+    out = []
+    for label in labels:
+        path = os.path.join(results, cell_name(exp.name, label, criterion, seed, variant))
+        if not os.path.exists(path):
+            continue
+        recorded = io.read_json(path, what="results file").get("settings") or {}
+        diff = settings_diff(recorded, expected)
+        if diff:
+            out.append(f"{path}: ran with " + ", ".join(
+                f"{k}={v[0]} (this grid: {v[1]})" for k, v in diff.items()))
+    return out
+
+
 def resummarize(results: str, runs: str, cells: list[tuple]) -> int:
     """--resummarize: every asked-for cell whose run folder holds a finished run."""
     n = 0
@@ -139,9 +167,6 @@ def run_grid() -> int:
 
     settings = parse_settings(FLAGS.set)
     shard = parse_shard(FLAGS.shard)
-    if settings and not FLAGS.variant:
-        raise ValueError("--set needs --variant NAME, so that its results do not pass for the "
-                         "defaults")
     RunConfig.from_flat((), "fashion2", **{**CELL_DEFAULTS, **settings})  # validates --set
     results, runs = user_path(FLAGS.results), user_path(FLAGS.runs)
     cache = user_path(FLAGS.cache) if FLAGS.cache else str(data_dir() / "models")
@@ -159,6 +184,16 @@ def run_grid() -> int:
               f"{len(grid())}): nothing to do")
         return 0
     labels = {exp.name: cell_labels(exp, settings) for exp, _, _ in cells}
+    stale = [line for c in cells
+             for line in stale_results(results, *c, labels[c[0].name], FLAGS.variant, settings)]
+    if stale:
+        raise ValueError(
+            f"{len(stale)} results file(s) of this grid were run with other settings, and are "
+            "kept as they are:\n  " + "\n  ".join(stale[:8])
+            + (f"\n  ... and {len(stale) - 8} more" if len(stale) > 8 else "")
+            + "\nTo add cells to those results, pass the settings they ran with (--set, as "
+            "docs/results.md's command for them does); to run these settings beside them, "
+            "name them (--variant=NAME); or move the files out of the results folder.")
     todo = [c for c in cells if not cell_done(results, *c, labels[c[0].name], FLAGS.variant)]
     if not todo:
         print(f"reproduce: all {len(cells)} cell(s){where} already have results in {results}: "
