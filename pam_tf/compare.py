@@ -42,7 +42,12 @@ SUMMARY_NAME = "ci_compare.json"
 #: shared cores (PAM and B1 each prune for ~1.5 min; PAM stopped at step 13, B1's nets at 14,
 #: 13 and 17, all on the budget). ``max_prune_steps`` 24 instead of 40 only bounds the time
 #: (4 networks x 24 steps x ~5 s stays under 10 minutes); it does not bind on this example.
-CI_SETTINGS: dict = {"mode": "subsets", "layout": "split", "max_prune_steps": 24}
+#: ``finetune_scale=network`` and ``train_samples=12000`` are the defaults before issue 14
+#: changed them: per-task fine-tuning gives the merged nets (PAM, B2) n = 3 times the
+#: mini-batches, which would take the job past its 10 minutes; the defaults' comparison is
+#: the experiments tool's (docs/results.md).
+CI_SETTINGS: dict = {"mode": "subsets", "layout": "split", "max_prune_steps": 24,
+                     "finetune_scale": "network", "train_samples": 12000}
 
 
 @dataclass

@@ -71,12 +71,22 @@ def test_export_all_defaults_agree_with_the_export_section():
 
 
 def test_resolved_fine_tuning_lengths_follow_the_method():
-    s = PruneSettings(finetune_steps=10)
+    s = PruneSettings(finetune_steps=10, finetune_scale="network")
     assert s.resolved(merged=True).initial_finetune_steps == 40
     assert s.resolved(merged=False).initial_finetune_steps == 0
     assert s.resolved(merged=False).final_finetune_steps == 20
-    explicit = PruneSettings(finetune_steps=10, initial_finetune_steps=5, final_finetune_steps=0)
+    explicit = PruneSettings(finetune_steps=10, initial_finetune_steps=5, final_finetune_steps=0,
+                             finetune_scale="network")
     assert explicit.resolved(merged=True) == explicit
+
+
+def test_by_default_a_merged_net_gets_the_fine_tuning_of_all_its_tasks():
+    """Issue 14: B1 fine-tunes each of n nets for the lengths given, so the merged nets do too,
+    per task they serve; a single-task net (n = 1) is unchanged."""
+    s = PruneSettings(finetune_steps=10)
+    assert s.finetune_scale == "task"
+    assert s.resolved(merged=True, n_tasks=2).finetune_steps == 20
+    assert s.resolved(merged=False, n_tasks=1).finetune_steps == 10
 
 
 def test_sections_hash_their_values():

@@ -16,7 +16,8 @@ from tests.test_prune_surgery import trained_pam
 FAST = dict(finetune_steps=3, initial_finetune_steps=0, batch_size=32)
 # the loop's defaults these tests were written for (PruneSettings' defaults are the CLI's)
 LOOP_DEFAULTS = dict(flops_aware=False, empty_groups=False, final_finetune_steps=0,
-                     past_schedule=False, recovery_rounds=0, per_task_budget=False)
+                     past_schedule=False, recovery_rounds=0, per_task_budget=False,
+                     finetune_scale="network")  # the step counts below are per network
 SETTINGS = {f.name for f in dataclasses.fields(PruneSettings)}
 
 
