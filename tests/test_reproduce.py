@@ -382,6 +382,19 @@ def test_a_results_file_run_with_other_settings_stops_the_grid_and_is_kept(grid,
     assert "1 results file(s) of this grid were run with other settings" in proc.stderr
     assert f"{path}: ran with train_samples=999 (this grid: 256)" in proc.stderr
     assert path.read_bytes() == before
+    # the same settings passed with --set (no --variant): every file matches, the grid is done
+    for other in results.glob("*.json"):
+        r = json.load(open(other))
+        r["settings"]["train_samples"] = 999
+        other.write_text(json.dumps(r))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
+         "--criteria=magnitude", "--seeds=0,1", "--set=train_samples=999",
+         f"--results={results}", f"--runs={folders['runs']}", f"--cache={folders['cache']}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all 2 cell(s) already have results" in proc.stdout
 
 
 def test_a_section_run_under_earlier_defaults_prints_them_in_its_command(tmp_path):
