@@ -190,6 +190,19 @@ def cell_folder(runs: str, exp: str, criterion: str, seed: int, variant: str = "
     return os.path.join(runs, exp, variant or "default", f"{criterion}__seed{seed}")
 
 
+def run_models(pipeline) -> list[dict]:
+    """The model files a run used, {file: base name, sha256}, from the checksums its
+    inputs.json recorded when it validated them, so that a run folder summarises after its
+    model files moved (a deleted checkout or worktree); hashed now for a folder without it."""
+    inputs = pipeline.folder.path("inputs.json")
+    recorded = io.read_json(inputs, what="inputs file").get("models") \
+        if os.path.exists(inputs) else None
+    if recorded:
+        return [{"file": os.path.basename(m["path"]), "sha256": m["sha256"]} for m in recorded]
+    return [{"file": os.path.basename(p), "sha256": io.sha256_file(p)}
+            for p in pipeline.config.models]
+
+
 def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
                    variant: str = "") -> dict:
     """The results JSON of one method in one finished cell (read from its run folder)."""
@@ -226,8 +239,7 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
                           for groups in r.plan_merged.layers],
         "prune_reason": r.prune.get("reason"), "prune_message": r.prune.get("message"),
         "settings": {k: v for k, v in pipeline.config.flat().items() if k != "models"},
-        "models": [{"file": os.path.basename(p), "sha256": io.sha256_file(p)}
-                   for p in pipeline.config.models],  # no machine-specific paths
+        "models": run_models(pipeline),  # no machine-specific paths
         "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": {k: v for k, v in versions().items()
                                                  if k != "platform"},
         "machine": {"system": platform.system(), "cpus": os.cpu_count(),

@@ -24,6 +24,16 @@ def grid(tmp_path_factory):
     return folders, written
 
 
+def reproduce_grid(folders, *flags):
+    """`python -m tools.reproduce` on the fixture's synthetic grid (later flags win)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
+         "--criteria=magnitude", "--seeds=0,1", f"--results={folders['results']}",
+         f"--runs={folders['runs']}", f"--cache={folders['cache']}", *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+
+
 def test_each_cell_writes_one_result_per_method(grid):
     folders, written = grid
     names = sorted(os.path.basename(p) for paths in written for p in paths)
@@ -62,12 +72,7 @@ def test_rendered_page_shows_every_combination_and_the_ratios(grid, tmp_path):
 
 def test_rerun_of_a_finished_grid_does_nothing_and_says_so(grid):
     folders, _ = grid
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
-         "--criteria=magnitude", "--seeds=0,1", f"--results={folders['results']}",
-         f"--runs={folders['runs']}", f"--cache={folders['cache']}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    proc = reproduce_grid(folders)
     assert proc.returncode == 0, proc.stderr
     assert "all 2 cell(s) already have results" in proc.stdout
 
@@ -372,12 +377,7 @@ def test_a_results_file_run_with_other_settings_stops_the_grid_and_is_kept(grid,
     r["settings"]["train_samples"] = 999
     path.write_text(json.dumps(r))
     before = path.read_bytes()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
-         "--criteria=magnitude", "--seeds=0,1", f"--results={results}",
-         f"--runs={folders['runs']}", f"--cache={folders['cache']}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    proc = reproduce_grid(folders, f"--results={results}")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "1 results file(s) of this grid were run with other settings" in proc.stderr
     assert f"{path}: ran with train_samples=999 (this grid: 256)" in proc.stderr
@@ -387,12 +387,7 @@ def test_a_results_file_run_with_other_settings_stops_the_grid_and_is_kept(grid,
         r = json.load(open(other))
         r["settings"]["train_samples"] = 999
         other.write_text(json.dumps(r))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.reproduce", "--experiments=synthetic",
-         "--criteria=magnitude", "--seeds=0,1", "--set=train_samples=999",
-         f"--results={results}", f"--runs={folders['runs']}", f"--cache={folders['cache']}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    proc = reproduce_grid(folders, f"--results={results}", "--set=train_samples=999")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all 2 cell(s) already have results" in proc.stdout
 
@@ -446,3 +441,17 @@ def test_mode_section_finds_its_subsets_side_in_a_variant_when_the_defaults_move
     _write(tmp_path / "res", moved)
     text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
     assert "Variant `old` of `comp` runs PAM in subsets mode" in text
+
+
+def test_a_run_folder_summarises_with_the_model_checksums_it_recorded(tmp_path):
+    """Its model files may be gone (a deleted worktree): the results name the files and
+    checksums the run validated, never a path."""
+    from types import SimpleNamespace
+
+    from pam_tf.experiments import run_models
+
+    (tmp_path / "inputs.json").write_text(json.dumps({"models": [
+        {"path": "/gone/examples/fashion2/lenet5_a.keras", "sha256": "ab" * 32, "task": "a"}]}))
+    pipeline = SimpleNamespace(folder=SimpleNamespace(path=lambda name: str(tmp_path / name)),
+                               config=SimpleNamespace(models=("/gone/lenet5_a.keras",)))
+    assert run_models(pipeline) == [{"file": "lenet5_a.keras", "sha256": "ab" * 32}]
