@@ -243,6 +243,11 @@ class PruneSettings(_Section):
         "not named: 0); pruning then minimises the FLOPs users will actually run.")
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
+    step_recovery: int = setting(0, "Budget mode: when a pruning attempt leaves the budget, "
+                                 "fine-tune the same network again (--finetune_steps more "
+                                 "mini-batches) and re-judge it, up to this many times, before "
+                                 "retrying smaller (0: judge each attempt after one fine-tune).",
+                                 lower=0, absent_as=0)
     protect_failed: int = setting(0, "When even the smallest retry of a step leaves the budget, "
                                   "keep the neurons it removed for good and prune on among the "
                                   "others (e.g. cheap dense neurons after an expensive conv "

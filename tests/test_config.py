@@ -105,19 +105,22 @@ def test_finetune_scale_task_gives_a_merged_net_the_effort_of_its_tasks():
 
 
 def test_a_setting_at_its_absent_as_value_leaves_the_keys_of_older_run_folders_unchanged():
-    """lr_decay came after run folders existed: at 'none' (what the code did before) neither the
-    prune section's key nor the run identity mentions it, so an older folder still resumes."""
+    """lr_decay and step_recovery came after run folders existed: at 'none' / 0 (what the code
+    did before) neither the prune section's key nor the run identity mentions them, so an older
+    folder still resumes."""
     import hashlib
     import json
 
     from pam_tf.config import PruneSettings, RunConfig
     from pam_tf.runfolder import identity
 
+    later = {"lr_decay": "cosine", "step_recovery": 2}
     s = PruneSettings()
-    before = {k: v for k, v in s.to_json().items() if k != "lr_decay"}
-    assert s.key_json() == before and "lr_decay" in s.to_json()
+    before = {k: v for k, v in s.to_json().items() if k not in later}
+    assert s.key_json() == before and set(later) <= set(s.to_json())
     assert s.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
-    assert PruneSettings(lr_decay="cosine").key() != s.key()
-    assert "lr_decay" not in identity(RunConfig.from_flat(["m.keras"], "fashion2"))
-    assert identity(RunConfig.from_flat(["m.keras"], "fashion2",
-                                        lr_decay="cosine"))["lr_decay"] == "cosine"
+    for name, value in later.items():
+        assert PruneSettings(**{name: value}).key() != s.key()
+        assert name not in identity(RunConfig.from_flat(["m.keras"], "fashion2"))
+        assert identity(RunConfig.from_flat(["m.keras"], "fashion2",
+                                            **{name: value}))[name] == value

@@ -649,6 +649,43 @@ def test_protect_failed_resumes_after_protecting_with_the_same_result(setup, mon
     same_result(again, full)
 
 
+def test_step_recovery_fine_tunes_an_attempt_outside_the_budget_again_before_judging(
+        setup, monkeypatch):
+    """An attempt that needs two fine-tunes to recover ends a plain run at step 1; with one
+    recovery round every attempt is judged after its second fine-tune and pruning goes on.
+    Without it the history's JSON has no 'recovery' key (earlier files stay as they were)."""
+    import pam_tf.prune.loop as loop
+
+    real, tuned = loop.finetune, {}
+    start = tuple(setup[0].widths())
+
+    def counting(plan, weights, tasks, data, *, steps, **kw):
+        key = tuple(plan.widths())
+        tuned[key] = tuned.get(key, 0) + 1
+        return real(plan, weights, tasks, data, steps=steps, **kw)
+
+    def recovered_after_two(plan, weights, tasks, data, batch_size=512):
+        key = tuple(plan.widths())
+        acc = 1.0 if key == start or tuned.get(key, 0) >= 2 else 0.5
+        return {t: acc for t in plan.tasks}
+    monkeypatch.setattr(loop, "finetune", counting)
+    monkeypatch.setattr(loop, "evaluate", recovered_after_two)
+    ref = {t: 1.0 for t in setup[0].tasks}
+    plain = run(setup, reference_accuracy=ref, backtracks=0, max_prune_steps=3)
+    assert plain.reason == "budget" and plain.step == 0
+    assert all("recovery" not in e for e in plain.history)
+    tuned.clear()
+    lines = []
+    res = run(setup, reference_accuracy=ref, backtracks=0, max_prune_steps=3, step_recovery=1,
+              progress=lines.append)
+    assert res.step == 3 and all(e["within_budget"] for e in res.history)
+    assert [e.get("recovery", 0) for e in res.history] == [0, 1, 1, 1]
+    assert sum("judged after 1 extra fine-tune(s)" in l for l in lines) == 3
+    tuned.clear()
+    again = run(setup, reference_accuracy=ref, backtracks=0, max_prune_steps=3, step_recovery=1)
+    same_result(again, res)
+
+
 FINAL_STEPS = 7  # a length no other fine-tune of these runs has: marks the final fine-tune
 
 

@@ -14,7 +14,10 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   last state inside the budget. If already step 0 is outside the budget, the unpruned network is
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result). With
   ``backtracks`` > 0 a step that leaves the budget is first retried with smaller removals
-  (:mod:`.backtrack`).
+  (:mod:`.backtrack`); with ``step_recovery`` > 0 an attempt outside the budget is first
+  fine-tuned again (up to that many more rounds) and judged anew: near the budget's edge one
+  fine-tune's noise, not what was removed, often decides a step, and a big removal (a conv
+  channel of a merged net, which every task reads) may need more recovery than a small one.
 - **Fixed-target mode** (``target_flops=X``): prune until the all-task combination costs
   at most X of the starting plan's FLOPs, ignoring the budget (accuracy is still reported).
 
@@ -39,7 +42,7 @@ from pam_tf.prune.schedule import (default_schedule, next_step, prunes_after, sc
 from pam_tf.prune.selection import (Keep, Ranker, Selector, all_flops, choose_removal,
                                     removed_count, usage_of)
 from pam_tf.prune.state import (CHECKPOINT_FORMAT, FINAL_SEED_OFFSET, RECOVERY_SEED_OFFSET,
-                                RETRY_SEED_OFFSET,
+                                RETRY_SEED_OFFSET, STEP_RECOVERY_SEED_OFFSET,
                                 Attempt, Checkpoints, PruneResult, RunState, begin, fingerprint)
 from pam_tf.prune.surgery import drop_unread_groups, remove_neurons
 from pam_tf.tasks import Task
@@ -268,8 +271,17 @@ class _Run:
         plan, weights, _ = drop_unread_groups(plan, weights)
         weights = self._finetune(plan, weights, self.settings.finetune_steps, seed)
         acc = evaluate(plan, weights, self.tasks, self.val)
-        st.add(self._record(s, plan, acc, removed_count(keep), sparsity, r,
-                            f_before - all_flops(plan)), plan, weights)
+        removed, removed_flops = removed_count(keep), f_before - all_flops(plan)
+        rounds = 0
+        while (rounds < self.settings.step_recovery and not self.target_mode
+               and self._record(s, plan, acc, removed, sparsity, r).within_budget is False):
+            rounds += 1  # outside after one fine-tune: fine-tune on before judging it
+            begin(seed + STEP_RECOVERY_SEED_OFFSET * rounds)
+            weights = self._finetune(plan, weights, self.settings.finetune_steps,
+                                     seed + STEP_RECOVERY_SEED_OFFSET * rounds)
+            acc = evaluate(plan, weights, self.tasks, self.val)
+        attempt = self._record(s, plan, acc, removed, sparsity, r, removed_flops)
+        st.add(dataclasses.replace(attempt, recovery=rounds), plan, weights)
         self._added()
 
     # ----- one decision per loop turn ----------------------------------------------------------

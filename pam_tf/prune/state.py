@@ -29,12 +29,15 @@ from pam_tf.compat import keras, set_seed
 from pam_tf.plan import Plan
 
 __all__ = ["Attempt", "RunState", "PruneResult", "Checkpoints", "Resumed", "fingerprint",
-           "begin", "CHECKPOINT_FORMAT", "FINAL_SEED_OFFSET", "RETRY_SEED_OFFSET"]
+           "begin", "CHECKPOINT_FORMAT", "FINAL_SEED_OFFSET", "RETRY_SEED_OFFSET",
+           "STEP_RECOVERY_SEED_OFFSET"]
 
 CHECKPOINT_FORMAT = 1
 FINAL_SEED_OFFSET = 1_000_003
 RETRY_SEED_OFFSET = 1000  # retry r of step s fine-tunes with seed + s + RETRY_SEED_OFFSET·r
 RECOVERY_SEED_OFFSET = 2_000_003  # recovery round r of step 0 fine-tunes with seed + r·this
+# step recovery round k of an attempt fine-tunes with that attempt's seed + k·this
+STEP_RECOVERY_SEED_OFFSET = 3_000_017
 
 
 def begin(seed: int) -> None:
@@ -49,6 +52,8 @@ class Attempt:
     records it: the network's size and cost after it, what it removed, and its accuracy.
 
     `within_budget` is None when there is no budget (fixed-target mode without references).
+    `recovery` counts the extra fine-tunes (``step_recovery``) the attempt got before it was
+    judged; 0 in runs without them, and absent from their JSON, which stays as it was.
     """
 
     step: int
@@ -64,6 +69,7 @@ class Attempt:
     accuracy: dict[str, float]
     reference: dict[str, float]
     within_budget: bool | None
+    recovery: int = 0
 
     def to_json(self) -> dict:
         """The history entry's dict (a shallow copy of the fields, in this order)."""
@@ -72,7 +78,8 @@ class Attempt:
                 "flops": self.flops, "flops_fraction": self.flops_fraction,
                 "removed_flops": self.removed_flops, "widths": list(self.widths),
                 "schedule_sparsity": self.schedule_sparsity, "accuracy": dict(self.accuracy),
-                "reference": dict(self.reference), "within_budget": self.within_budget}
+                "reference": dict(self.reference), "within_budget": self.within_budget,
+                **({"recovery": self.recovery} if self.recovery else {})}
 
     @staticmethod
     def from_json(d: Mapping) -> "Attempt":
@@ -81,7 +88,8 @@ class Attempt:
                        flops=int(d["flops"]), flops_fraction=d["flops_fraction"],
                        removed_flops=int(d["removed_flops"]), widths=list(d["widths"]),
                        schedule_sparsity=d["schedule_sparsity"], accuracy=dict(d["accuracy"]),
-                       reference=dict(d["reference"]), within_budget=d["within_budget"])
+                       reference=dict(d["reference"]), within_budget=d["within_budget"],
+                       recovery=int(d.get("recovery", 0)))
 
     def progress_line(self, n0: int, backtracks: int) -> str:
         """The one progress line of this attempt (`n0`: neurons of the starting plan)."""
@@ -91,6 +99,8 @@ class Attempt:
                     f"{self.removed} neuron(s) -> neurons")
         line = (f"{head} {self.neurons}/{n0} ({100 * self.neurons_fraction:.1f}%), FLOPs "
                 f"{100 * self.flops_fraction:.1f}% of start (all tasks)")
+        if self.recovery:
+            line += f", judged after {self.recovery} extra fine-tune(s)"
         accs = []
         for t, a in self.accuracy.items():
             ref = self.reference.get(t)
