@@ -371,6 +371,12 @@ def todays_settings(result: dict) -> dict:
     return cell_flat(exp, result["criterion"], result["seed"], {})
 
 
+def full_settings(result: dict) -> dict:
+    """Every setting `result` ran with: those its file records, the rest at today's defaults
+    (a setting a file does not record did not exist yet, so it ran as its default does)."""
+    return {**todays_settings(result), **(result.get("settings") or {})}
+
+
 def off_defaults(results: Iterable[dict]) -> tuple[dict[str, tuple], list[str]]:
     """What the files of one section ran with that today's defaults differ in: ({setting:
     (recorded value, today's value)} of the first file that has any, and the settings in which
@@ -423,12 +429,10 @@ def closest_b1(pam_runs: list[dict], b1_variants: dict[str, list[dict]]) -> str 
         return name
     if not b1_variants:
         return None
-    def full(r: dict) -> dict:  # a setting a file does not record ran at its default
-        return {**todays_settings(r), **(r.get("settings") or {})}
-
-    mine = full(pam_runs[0])
+    mine = full_settings(pam_runs[0])
     return min(b1_variants, key=lambda v: (
-        len(settings_diff(full(b1_variants[v][0]), mine, NOT_MEASURED | NOT_B1)), v != "", v))
+        len(settings_diff(full_settings(b1_variants[v][0]), mine, NOT_MEASURED | NOT_B1)),
+        v != "", v))
 
 
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
@@ -790,23 +794,23 @@ def relatedness_section(criterion: str, by_k: dict[int, dict[str, list[dict]]],
 
 # --- PAM's paper mode (two group kinds) against subsets mode -----------------------------------
 
-_IGNORED_FOR_MODE = ("seed", "mode", "compare")
-
-
 def mode_variants(variants: dict[str, list[dict]]
                   ) -> tuple[list[dict], str, list[dict], str] | None:
     """(subsets-mode runs, paper-mode variant name, its runs, the subsets variant's name) when
     an experiment has both: a variant in subsets mode (the defaults first) and one that
-    differs from it in the mode only."""
-    def rest(runs: list[dict]) -> dict:
-        return {k: v for k, v in runs[0]["settings"].items() if k not in _IGNORED_FOR_MODE}
+    differs from it in the mode only (settings that measure nothing aside, as the grid's)."""
+    from pam_tf.experiments import NOT_MEASURED, settings_diff
+
+    def mode_only(runs: list[dict], base: list[dict]) -> bool:
+        return not settings_diff(full_settings(runs[0]), full_settings(base[0]),
+                                 NOT_MEASURED | {"mode"})
 
     bases = sorted((n for n, runs in variants.items()
                     if runs[0]["settings"].get("mode") == "subsets"), key=lambda n: (n != "", n))
     for base in bases:
         for name, runs in sorted(variants.items()):
             if name != base and runs[0]["settings"].get("mode") == "paper" and \
-                    rest(runs) == rest(variants[base]):
+                    mode_only(runs, variants[base]):
                 return variants[base], name, runs, base
     return None
 

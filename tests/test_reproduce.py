@@ -433,7 +433,9 @@ def test_a_pam_only_variant_is_set_against_the_b1_closest_to_it_in_settings(tmp_
 def test_mode_section_finds_its_subsets_side_in_a_variant_when_the_defaults_moved(tmp_path):
     from pam_tf.results_doc import _variant_rows, mode_variants
 
-    moved = [dict(r, variant=r["variant"] or "old") for r in _modes(lambda c: 1.0)]
+    moved = [dict(r, variant=r["variant"] or "old",  # files record every setting they ran with
+                  settings={**r["settings"], "train_samples": 12000})
+             for r in _modes(lambda c: 1.0)]
     moved += [_result("comp", "pam", s, COMBOS3, tasks=("x", "y", "z"),
                       settings={"mode": "subsets", "train_samples": 48000}) for s in (0, 1)]
     found = mode_variants(_variant_rows(moved)[("comp", "taylor")])
