@@ -180,3 +180,31 @@ def test_a_start_outside_the_budget_gets_recovery_rounds_before_giving_up():
     prune_graph(plan, w, TASKS, _data(), _data(seed=1), {"a": 0.0, "b": 0.0},
                 replace(FAST, recovery_rounds=2), progress=lines.append)
     assert not [l for l in lines if "recovery round" in l]  # inside at once: no round
+
+
+def test_step_recovery_fine_tunes_an_attempt_outside_the_budget_again(monkeypatch):
+    """The same verdicts as the retry test: with one recovery round, step 1's attempt is
+    judged after its second fine-tune (inside) and no retry is needed."""
+    import pam_tf.graph.prune as gp
+    plan, w = _start(graph_shared_plan)
+    verdicts = iter([0.9, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5])
+    tunes = []
+    real = gp.graph_finetune
+
+    def counted(*args, **kw):
+        tunes.append(kw["seed"])
+        return real(*args, **kw)
+
+    def judged(plan, weights, tasks, data):
+        v = next(verdicts)
+        return {t.name: v for t in tasks}
+    monkeypatch.setattr(gp, "graph_evaluate", judged)
+    monkeypatch.setattr(gp, "graph_finetune", counted)
+    res = prune_graph(plan, w, TASKS, _data(), _data(seed=1), {"a": 0.9, "b": 0.9},
+                      GraphPruneSettings(budget=1.0, max_prune_steps=2, initial_finetune_steps=0,
+                                         step_fraction=0.5, finetune_steps=1, batch_size=16,
+                                         backtracks=0, step_recovery=1),
+                      progress=lambda s: None)
+    assert [(h["step"], h.get("attempt")) for h in res.history] == [(0, None), (1, 0), (2, 0)]
+    assert res.reason == "budget" and res.step == 1  # step 2: outside after both fine-tunes
+    assert len(tunes) == 1 + 2 + 2 and len(set(tunes)) == len(tunes)  # each its own seed

@@ -16,7 +16,9 @@ deliberately simple:
   joint loss, evaluate;
 - **budget**: a step that takes a task more than `budget` points below its reference is
   retried with half the removal (`backtracks` times); when every retry fails, pruning stops
-  and returns the last state inside the budget.
+  and returns the last state inside the budget. With `step_recovery` > 0 an attempt outside
+  the budget is first fine-tuned again (up to that many rounds) and judged anew, as in the
+  chain loop.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from pam_tf.graph.surgery import (drop_unread_class_groups, full_class_keep,
 from pam_tf.graph.train import graph_evaluate, graph_finetune
 from pam_tf.plan import Group, Head, PlanError, canonical_order
 from pam_tf.prune.finetune import Data
-from pam_tf.prune.state import RECOVERY_SEED_OFFSET
+from pam_tf.prune.state import RECOVERY_SEED_OFFSET, STEP_RECOVERY_SEED_OFFSET
 from pam_tf.tasks import Task
 
 __all__ = ["GraphPruneSettings", "GraphPruneResult", "coupled_magnitude", "prune_graph",
@@ -57,6 +59,7 @@ class GraphPruneSettings:
     backtracks: int = 2  # retries of a step outside the budget, each removing half as much
     criterion: str = "magnitude"  # or "taylor" (pam_tf.graph.importance.coupled_taylor)
     recovery_rounds: int = 3  # more rounds of the initial fine-tune while outside the budget
+    step_recovery: int = 0  # more fine-tunes of an attempt outside the budget before judging it
 
     @staticmethod
     def from_prune_settings(settings, step_fraction: float = 0.1) -> "GraphPruneSettings":
@@ -81,7 +84,8 @@ class GraphPruneSettings:
             lr=settings.lr, flops_aware=settings.flops_aware,
             final_finetune_steps=int(settings.final_finetune_steps or 0),
             backtracks=int(settings.backtracks), criterion=settings.criterion,
-            recovery_rounds=int(settings.recovery_rounds))
+            recovery_rounds=int(settings.recovery_rounds),
+            step_recovery=int(settings.step_recovery))
 
     def __post_init__(self) -> None:
         if not 0.0 < self.step_fraction < 1.0:
@@ -231,8 +235,8 @@ def prune_graph(plan: GraphPlan, weights: Mapping[str, np.ndarray], tasks: Seque
     for step in range(1, settings.max_prune_steps + 1):
         fraction, outcome = settings.step_fraction, None
         for attempt in range(settings.backtracks + 1):
-            outcome = _attempt(plan, weights, tasks, train, val, settings, fraction,
-                               seed + step + 1000 * attempt)
+            outcome = _attempt(plan, weights, tasks, train, val, reference, settings,
+                               fraction, seed + step + 1000 * attempt)
             if outcome is None:
                 return _finish(plan, weights, tasks, train, val, settings, seed, acc,
                                "exhausted", history)
@@ -276,9 +280,10 @@ def _recover(plan, weights, tasks, train, val, reference, settings, seed, progre
     return weights, acc
 
 
-def _attempt(plan, weights, tasks, train, val, settings, fraction, seed):
-    """Remove `fraction` of the prunable channels, fine-tune, evaluate; None when nothing
-    can be removed (every group at one channel, or the removal would starve a reader)."""
+def _attempt(plan, weights, tasks, train, val, reference, settings, fraction, seed):
+    """Remove `fraction` of the prunable channels, fine-tune (again, up to `step_recovery`
+    times, while outside the budget), evaluate; None when nothing can be removed (every group
+    at one channel, or the removal would starve a reader)."""
     scores = _scores(plan, weights, tasks, train, settings, seed)
     keep, removed = _removal_keep(plan, scores, fraction, settings.flops_aware)
     if removed == 0:
@@ -289,7 +294,15 @@ def _attempt(plan, weights, tasks, train, val, settings, fraction, seed):
         return None
     new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
                            batch_size=settings.batch_size, lr=settings.lr, seed=seed)
-    return new_plan, new_w, graph_evaluate(new_plan, new_w, tasks, val), removed
+    acc = graph_evaluate(new_plan, new_w, tasks, val)
+    for r in range(1, settings.step_recovery + 1):
+        if _inside(acc, reference, settings.budget):
+            break
+        new_w = graph_finetune(new_plan, new_w, tasks, train, steps=settings.finetune_steps,
+                               batch_size=settings.batch_size, lr=settings.lr,
+                               seed=seed + STEP_RECOVERY_SEED_OFFSET * r)
+        acc = graph_evaluate(new_plan, new_w, tasks, val)
+    return new_plan, new_w, acc, removed
 
 
 def _finish(plan, weights, tasks, train, val, settings, seed, acc, reason, history
