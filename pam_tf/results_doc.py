@@ -470,7 +470,32 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
         lines.append(f"| {name or 'default'} | {diff or 'defaults'} | "
                      f"{','.join(str(r['seed']) for r in runs)} | {b1_label} | "
                      + " | ".join(cells) + f" | {ok}/{len(runs)} |")
+    for name, seeds in other_nets(variants).items():
+        lines += ["", f"Variant `{name}` ran on other trained single-task nets than the "
+                  f"default row (model checksums differ for seed(s) "
+                  f"{', '.join(map(str, seeds))}: the nets were retrained, e.g. on another "
+                  "machine): its B1/PAM sets it against B1 on its own nets, but its MFLOPs "
+                  "are not comparable with the other rows'."]
     return lines
+
+
+def _checksums(result: dict) -> tuple[str, ...]:
+    return tuple(m.get("sha256", "") for m in result.get("models") or [])
+
+
+def other_nets(variants: dict[str, list[dict]]) -> dict[str, list[int]]:
+    """Variant → the seeds at which its results ran on other model files than the default
+    row's (compared by checksum; seeds either side lacks, or files without checksums, are
+    not compared)."""
+    base = {r["seed"]: _checksums(r) for r in variants.get("", [])}
+    out = {}
+    for name, runs in sorted(variants.items()):
+        seeds = sorted(r["seed"] for r in runs if name and r["seed"] in base
+                       and all(_checksums(r)) and all(base[r["seed"]])
+                       and _checksums(r) != base[r["seed"]])
+        if seeds:
+            out[name] = seeds
+    return out
 
 
 # --- the relatedness sweep (fashion-related-k) ------------------------------------------------

@@ -457,3 +457,22 @@ def test_a_run_folder_summarises_with_the_model_checksums_it_recorded(tmp_path):
     pipeline = SimpleNamespace(folder=SimpleNamespace(path=lambda name: str(tmp_path / name)),
                                config=SimpleNamespace(models=("/gone/lenet5_a.keras",)))
     assert run_models(pipeline) == [{"file": "lenet5_a.keras", "sha256": "ab" * 32}]
+
+
+def test_an_ablation_row_on_other_trained_nets_than_the_defaults_says_so(tmp_path):
+    """Nets retrained elsewhere (other checksums) make a variant's MFLOPs incomparable with
+    the default row: the page says so for that variant and seed only."""
+    flops = {"a": 0.4, "b": 0.4, "a+b": 0.5}
+
+    def nets(*sums):
+        return [{"file": f"m{i}.keras", "sha256": s} for i, s in enumerate(sums)]
+    results = [dict(_result("toy", "pam", s, flops), models=nets("x", "y")) for s in (0, 1)]
+    results += [dict(_result("toy", "pam", 0, flops, variant="same"), models=nets("x", "y")),
+                dict(_result("toy", "pam", 0, flops, variant="moved"), models=nets("x", "y")),
+                dict(_result("toy", "pam", 1, flops, variant="moved"), models=nets("x", "z"))]
+    _write(tmp_path / "res", results)
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    ablation = text.split("## Ablation: toy")[1]
+    assert ("Variant `moved` ran on other trained single-task nets than the default row "
+            "(model checksums differ for seed(s) 1:") in ablation
+    assert "Variant `same`" not in ablation
