@@ -243,6 +243,12 @@ class PruneSettings(_Section):
         "not named: 0); pruning then minimises the FLOPs users will actually run.")
     backtracks: int = setting(2, "Retries with half the removal when a pruning step leaves the "
                               "budget (0: stop at the first such step).", lower=0)
+    retry_fill: bool = setting(False, "FLOPs-aware retries: take as many cheaper neurons as fit "
+                               "in half the failed attempt's FLOPs (up to 10 % of the remaining "
+                               "neurons) instead of half its neuron count, so a step that "
+                               "failed on one expensive conv channel is retried with the cheap "
+                               "neurons behind it, not with one (chain nets).",
+                               absent_as=False)
     step_recovery: int = setting(0, "Budget mode: when a pruning attempt leaves the budget, "
                                  "fine-tune the same network again (--finetune_steps more "
                                  "mini-batches) and re-judge it, up to this many times, before "

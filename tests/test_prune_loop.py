@@ -1,6 +1,7 @@
 """The pruning loop: schedule, budget, fixed target, checkpoints and resume, unstructured stage."""
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -366,6 +367,37 @@ def test_flops_aware_retry_removes_at_most_half_the_failed_attempts_flops(setup,
     assert any(prev["removed"] == e["removed"] == 1 and e["within_budget"]
                for prev, e in retries), attempts(result)
     assert result.flops_fraction >= 0.7 and result.step >= 3
+
+
+def test_retry_fill_retries_a_failed_conv_channel_with_the_cheap_neurons_behind_it(setup,
+                                                                                   monkeypatch):
+    """As above, steps fail on one expensive conv channel. Plain retries then remove one neuron
+    each; with retry_fill a retry takes as many cheaper neurons as fit in half the failed
+    FLOPs (up to 10 % of those left), so the same steps prune further, and a rerun is
+    identical."""
+    start = setup[0].cost(setup[0].tasks).flops
+
+    def by_flops(plan, weights, tasks, data, batch_size=512):
+        acc = 1.0 if plan.cost(plan.tasks).flops >= 0.7 * start else 0.5
+        return {t: acc for t in plan.tasks}
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", by_flops)
+    args = dict(flops_aware=True, criterion="magnitude", progress=None, finetune_steps=1,
+                max_prune_steps=6)
+    plain = run_bt(setup, **args)
+    filled = run_bt(setup, retry_fill=True, **args)
+    pairs = list(zip(filled.history, filled.history[1:]))
+    retries = [(prev, e) for prev, e in pairs if e["retry"]]
+    one_channel = [(prev, e) for prev, e in retries if prev["removed"] == 1]
+    assert one_channel, attempts(filled)
+    for prev, e in retries:  # a retry starts from the state before the failed attempt
+        left = e["neurons"] + e["removed"]
+        assert 1 <= e["removed"] <= max(prev["removed"] // 2, math.ceil(0.1 * left))
+        assert 0 < e["removed_flops"] <= prev["removed_flops"] / 2
+    assert any(e["removed"] > 1 and e["within_budget"] for _, e in one_channel), \
+        attempts(filled)
+    assert sum(filled.plan.widths()) < sum(plain.plan.widths())
+    assert filled.flops_fraction >= 0.7
+    same_result(run_bt(setup, retry_fill=True, **args), filled)
 
 
 @pytest.mark.parametrize("stop_line", ["step   2:", "step   2 retry 1/2", "step   3 retry 1/2"])

@@ -14,7 +14,8 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   last state inside the budget. If already step 0 is outside the budget, the unpruned network is
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result). With
   ``backtracks`` > 0 a step that leaves the budget is first retried with smaller removals
-  (:mod:`.backtrack`); with ``step_recovery`` > 0 an attempt outside the budget is first
+  (:mod:`.backtrack`; ``retry_fill`` lets a FLOPs-aware retry take many cheap neurons where
+  the failed attempt took one expensive one); with ``step_recovery`` > 0 an attempt outside the budget is first
   fine-tuned again (up to that many more rounds) and judged anew: near the budget's edge one
   fine-tune's noise, not what was removed, often decides a step, and a big removal (a conv
   channel of a merged net, which every task reads) may need more recovery than a small one.
@@ -341,7 +342,8 @@ class _Run:
         p, w = st.ok
         keep = None
         if last.retry < backtracks:
-            keep = retry_keep(last, p, lambda: self.ranker.rank(last.step, p, w), self.selector)
+            keep = retry_keep(last, p, lambda: self.ranker.rank(last.step, p, w), self.selector,
+                              fill=self.settings.retry_fill)
         if keep is not None:
             st.plan, st.weights = p, w
             self._attempt(last.step, last.retry + 1, keep, last.schedule_sparsity)
