@@ -340,14 +340,21 @@ def experiment_section(key: tuple[str, str], by_method: dict[str, list[dict]],
     return lines
 
 
-def _variant_rows(results: list[dict], label: str = PRIMARY
-                  ) -> dict[tuple[str, str], dict[str, list[dict]]]:
+def by_variant(results: list[dict], label: str
+               ) -> dict[tuple[str, str], dict[str, list[dict]]]:
     """(experiment, criterion) → variant ("" = defaults) → one method's results over seeds."""
     table: dict = defaultdict(lambda: defaultdict(list))
     for r in results:
         if r["label"] == label:
             table[(r["experiment"], r["criterion"])][r.get("variant", "")].append(r)
-    return {k: v for k, v in table.items() if len(v) > 1 or label != PRIMARY}
+    return {k: dict(v) for k, v in table.items()}
+
+
+def _variant_rows(results: list[dict], label: str = PRIMARY
+                  ) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """:func:`by_variant`; for PAM only the experiments that have an ablation row."""
+    return {k: v for k, v in by_variant(results, label).items()
+            if len(v) > 1 or label != PRIMARY}
 
 
 def _config_defaults() -> dict:
@@ -433,6 +440,24 @@ def closest_b1(pam_runs: list[dict], b1_variants: dict[str, list[dict]]) -> str 
     return min(b1_variants, key=lambda v: (
         len(settings_diff(full_settings(b1_variants[v][0]), mine, NOT_MEASURED | NOT_B1)),
         v != "", v))
+
+
+def targets_lines(results: list[dict]) -> list[str]:
+    """The page's targets table (:mod:`pam_tf.targets`) on the results of its criterion: B1 set
+    against each PAM variant as in the ablation rows (:func:`closest_b1`), B2 only where the
+    variant ran B2 itself (B2 reads most settings PAM does, so no other variant stands in)."""
+    from pam_tf.targets import CRITERION, targets_section
+
+    def of_criterion(label: str) -> dict[str, dict[str, list[dict]]]:
+        return {exp: v for (exp, c), v in by_variant(results, label).items() if c == CRITERION}
+    bases = {b: of_criterion(b) for b in ("b1", "b2")}
+
+    def base_of(baseline: str, exp: str, name: str, runs: list[dict]) -> str | None:
+        mine = bases[baseline].get(exp, {})
+        if baseline == "b1":
+            return closest_b1(runs, mine)
+        return name if name in mine else None
+    return targets_section(of_criterion(PRIMARY), bases, base_of)
 
 
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
@@ -1025,6 +1050,8 @@ def render(results_dir: str, doc: str) -> str:
              "`python -m tools.reproduce`); do not edit by hand.", "", PAPER]
     if not results:
         lines += ["", "No results yet."]
+    else:
+        lines += targets_lines(results)
     groups = _groups(results)
     for key, by_method in sorted(groups.items()):
         if related_k(key[0]) is None:  # the sweep's experiments: one section below
