@@ -242,10 +242,36 @@ def method_summary(pipeline, method, exp: Experiment, criterion: str, seed: int,
         "models": run_models(pipeline),  # no machine-specific paths
         "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": {k: v for k, v in versions().items()
                                                  if k != "platform"},
-        "machine": {"system": platform.system(), "cpus": os.cpu_count(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": machine(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+#: CPU features whose presence changes which float kernels TF's oneDNN picks
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def machine(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """Where a cell ran: system, CPU count and processor, and (Linux) the CPU model and the
+    SIMD features oneDNN chooses kernels by. Why: the same code, seed and nets gave PAM
+    0.0516 MFLOPs on one machine and 0.098 on another (fashion2 seed 0: the other CPU's
+    rounding flipped a step at the budget's edge), so a results file must say on what CPU
+    it was measured."""
+    out = {"system": platform.system(), "cpus": os.cpu_count(),
+           "processor": platform.processor() or platform.machine()}
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return out
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), None)
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines()
+                  if line.startswith("flags")), set())
+    if model:
+        out["cpu"] = model
+    out["simd"] = [f for f in SIMD_FLAGS if f in flags]
+    return out
 
 
 def cell_settings(exp: Experiment, criterion: str, seed: int, settings: dict) -> dict:

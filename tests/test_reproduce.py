@@ -476,3 +476,16 @@ def test_an_ablation_row_on_other_trained_nets_than_the_defaults_says_so(tmp_pat
     assert ("Variant `moved` ran on other trained single-task nets than the default row "
             "(model checksums differ for seed(s) 1:") in ablation
     assert "Variant `same`" not in ablation
+
+
+def test_a_results_file_names_the_cpu_and_simd_features_it_ran_on(tmp_path):
+    """Same code, seed and nets gave other results on another CPU: the file must say which."""
+    from pam_tf.experiments import machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n"
+                    "flags\t\t: fpu sse2 avx2 avx512f\n")
+    m = machine(str(info))
+    assert (m["cpu"], m["simd"]) == ("Some CPU 9000", ["avx2", "avx512f"])
+    bare = machine(str(tmp_path / "absent"))  # not Linux: what platform says
+    assert "cpu" not in bare and {"system", "cpus", "processor"} <= set(bare)
