@@ -495,6 +495,13 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
         lines.append(f"| {name or 'default'} | {diff or 'defaults'} | "
                      f"{','.join(str(r['seed']) for r in runs)} | {b1_label} | "
                      + " | ".join(cells) + f" | {ok}/{len(runs)} |")
+    for name, (cpu, base) in other_cpus(variants).items():
+        lines += ["", f"Variant `{name}` ran on {cpu}; the default row's files "
+                  + (f"ran on {base}" if base else "do not record their CPU")
+                  + ": the same code, seed and nets can end elsewhere on another CPU (a "
+                  "decision at the budget's edge flips with the kernels' rounding; README, "
+                  "\"What to expect\"), so compare its B1/PAM, not its MFLOPs, with the "
+                  "other rows."]
     for name, seeds in other_nets(variants).items():
         lines += ["", f"Variant `{name}` ran on other trained single-task nets than the "
                   f"default row (model checksums differ for seed(s) "
@@ -502,6 +509,25 @@ def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
                   "machine): its B1/PAM sets it against B1 on its own nets, but its MFLOPs "
                   "are not comparable with the other rows'."]
     return lines
+
+
+def _cpu(result: dict) -> str | None:
+    m = result.get("machine") or {}
+    return f"{m['cpu']} ({', '.join(m.get('simd') or []) or 'no AVX'})" if m.get("cpu") else None
+
+
+def other_cpus(variants: dict[str, list[dict]]) -> dict[str, tuple[str, str | None]]:
+    """Variant → (the CPU its files record, the default row's CPU or None when they record
+    none) for variants measured on another CPU than the default row (or on a recorded CPU
+    where the default row's files predate the field)."""
+    recorded = sorted({_cpu(r) for r in variants.get("", [])} - {None})
+    base_cpu = " and ".join(recorded) or None
+    out = {}
+    for name, runs in sorted(variants.items()):
+        mine = {_cpu(r) for r in runs} - {None}
+        if name and len(mine) == 1 and next(iter(mine)) != base_cpu:
+            out[name] = (next(iter(mine)), base_cpu)
+    return out
 
 
 def _checksums(result: dict) -> tuple[str, ...]:

@@ -489,3 +489,21 @@ def test_a_results_file_names_the_cpu_and_simd_features_it_ran_on(tmp_path):
     assert (m["cpu"], m["simd"]) == ("Some CPU 9000", ["avx2", "avx512f"])
     bare = machine(str(tmp_path / "absent"))  # not Linux: what platform says
     assert "cpu" not in bare and {"system", "cpus", "processor"} <= set(bare)
+
+
+def test_an_ablation_row_measured_on_another_cpu_says_so(tmp_path):
+    epyc = {"cpu": "AMD EPYC", "simd": ["avx2", "avx512f"]}
+    default = [_result("fashion2", "pam", s, {"a": 1.0, "b": 1.0, "a+b": 1.2}) for s in (0, 1)]
+    here = _result("fashion2", "pam", 0, {"a": 2.0, "b": 2.0, "a+b": 2.2}, variant="here")
+    same = _result("fashion2", "pam", 0, {"a": 2.0, "b": 2.0, "a+b": 2.2}, variant="same")
+    here["machine"] = epyc
+    _write(str(tmp_path / "res"), default + [here, same])
+    text = open(render(str(tmp_path / "res"), str(tmp_path / "results.md"))).read()
+    assert ("Variant `here` ran on AMD EPYC (avx2, avx512f); the default row's files do not "
+            "record their CPU") in text
+    assert "Variant `same` ran on" not in text  # records no CPU: nothing to compare
+    for r in default:
+        r["machine"] = epyc
+    _write(str(tmp_path / "res"), default + [here, same])
+    assert "ran on AMD" not in open(render(str(tmp_path / "res"),
+                                           str(tmp_path / "results.md"))).read()
