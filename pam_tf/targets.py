@@ -15,7 +15,7 @@ its budget was pruned further than allowed, which makes PAM's ratio harder to re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +24,6 @@ __all__ = ["Target", "Score", "TARGETS", "MIN_SEEDS", "CRITERION", "scope", "sco
 
 MIN_SEEDS = 3
 CRITERION = "taylor"  # the main job's default criterion: the targets are about its defaults
-PRIMARY = "pam"
 
 #: scope name -> what it covers (used in the page's table)
 SCOPES = {"all": "all tasks", "singles": "each single task", "every": "every combination",
@@ -115,7 +114,8 @@ def score(target: Target, pam: Sequence[Mapping], base: Sequence[Mapping]) -> Sc
 
 def best_variant(target: Target, pam_variants: Mapping[str, Sequence[Mapping]],
                  base_variants: Mapping[str, Sequence[Mapping]],
-                 base_of: callable) -> tuple[str, Score] | None:
+                 base_of: Callable[[str, Sequence[Mapping]], str | None]
+                 ) -> tuple[str, Score] | None:
     """The variant (name, "" = defaults) of PAM with the highest value on `target` among those
     run on >= MIN_SEEDS seeds; `base_of(name, pam_runs)` names the baseline variant to set it
     against (None: none), e.g. its own or the closest in settings."""
@@ -140,7 +140,8 @@ def _cell(s: Score | None) -> str:
 
 def targets_section(pam_variants: Mapping[str, Mapping[str, Sequence[Mapping]]],
                     base_variants: Mapping[str, Mapping[str, Mapping[str, Sequence[Mapping]]]],
-                    base_of) -> list[str]:
+                    base_of: Callable[[str, str, str, Sequence[Mapping]], str | None]
+                    ) -> list[str]:
     """The page's table of :data:`TARGETS`. `pam_variants`: experiment -> variant -> PAM's
     results (criterion :data:`CRITERION`); `base_variants`: baseline -> experiment -> variant
     -> results; `base_of(baseline, experiment, name, pam_runs)` picks the baseline variant a

@@ -6,11 +6,11 @@ ranking (not recomputed): half as many of the lowest-ranked neurons as the faile
 removed; FLOPs-aware, at most half the all-task FLOPs the failed attempt removed, taking neurons
 in ranking order but skipping any whose removal would exceed that share, up to half as many
 neurons (at least one: a failed attempt that removed one expensive conv channel is retried with
-one cheaper neuron; with ``retry_fill``, with as many cheaper neurons as fit in that FLOPs share,
-up to 10 % of the remaining neurons). When no smaller removal exists, no retry is made. A retry inside the budget
-becomes the new state and pruning goes on with the schedule: the next step again aims at the
-schedule's sparsity, so it also removes what the retry left out (see :mod:`.schedule` for the
-guard against plateaus). Only when ``backtracks`` retries of one step (or every retry that can
+one cheaper neuron; with ``retry_fill``, with as many cheaper neurons as fit in that FLOPs
+share, up to 10 % of the remaining neurons). When no smaller removal exists, no retry is made.
+A retry inside the budget becomes the new state and pruning goes on with the schedule: the next
+step again aims at the schedule's sparsity, so it also removes what the retry left out (see
+:mod:`.schedule` for the guard against plateaus). Only when ``backtracks`` retries of one step (or every retry that can
 still remove fewer neurons) have left the budget does pruning stop with reason ``"budget"``.
 Every attempt is one history entry (``retry`` = 0 for the first) and one progress line.
 ``backtracks=0`` is the plain budget rule, bit for bit.

@@ -15,9 +15,9 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result). With
   ``backtracks`` > 0 a step that leaves the budget is first retried with smaller removals
   (:mod:`.backtrack`; ``retry_fill`` lets a FLOPs-aware retry take many cheap neurons where
-  the failed attempt took one expensive one); with ``step_recovery`` > 0 an attempt outside the budget is first
-  fine-tuned again (up to that many more rounds) and judged anew: near the budget's edge one
-  fine-tune's noise, not what was removed, often decides a step, and a big removal (a conv
+  the failed attempt took one expensive one); with ``step_recovery`` > 0 an attempt outside
+  the budget is first fine-tuned again (up to that many more rounds) and judged anew: near the
+  budget's edge one fine-tune's noise, not what was removed, often decides a step, and a big removal (a conv
   channel of a merged net, which every task reads) may need more recovery than a small one.
 - **Fixed-target mode** (``target_flops=X``): prune until the all-task combination costs
   at most X of the starting plan's FLOPs, ignoring the budget (accuracy is still reported).
