@@ -125,6 +125,91 @@ def plot_groups(path: str, plans: dict[str, Plan]) -> None:
     _save(fig, path)
 
 
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One pruning attempt as the trajectory plot draws it."""
+
+    step: int
+    flops_fraction: float            # all-task FLOPs left, of the run's start
+    margin: float | None             # worst task's accuracy minus its reference, in points
+    inside: bool                     # False: the attempt left the budget (retried or final)
+
+
+def pruning_series(results: Sequence[MethodResult]) -> dict[str, list[TrajectoryPoint]]:
+    """Each pruning run's attempts, by line label: one line per method whose network was pruned
+    as one (its ``history`` is a list), one per task where each task's net was pruned on its
+    own (B1: a dict task -> list). Chain histories carry their FLOPs fraction, references and
+    verdict; graph histories only FLOPs and accuracy (the run's references then apply)."""
+    out: dict[str, list[TrajectoryPoint]] = {}
+    for r in results:
+        history = r.prune.get("history")
+        reference = r.prune.get("reference_accuracy", {})
+        runs = ({r.label: history} if isinstance(history, list)
+                else {f"{r.label} / {t}": h for t, h in history.items()}
+                if isinstance(history, dict) else {})
+        for label, entries in runs.items():
+            if entries:
+                out[label] = [_point(e, entries[0], reference) for e in entries]
+    return out
+
+
+def _point(entry: dict, first: dict, reference: dict[str, float]) -> TrajectoryPoint:
+    ref, acc = entry.get("reference") or reference, entry.get("accuracy") or {}
+    gaps = [100.0 * (acc[t] - ref[t]) for t in ref if t in acc]
+    fraction = entry.get("flops_fraction")
+    if fraction is None:
+        fraction = entry["flops"] / max(1, first["flops"])
+    return TrajectoryPoint(int(entry["step"]), float(fraction), min(gaps) if gaps else None,
+                           entry.get("within_budget") is not False)
+
+
+def plot_pruning(path: str, series: dict[str, list[TrajectoryPoint]],
+                 budget: float | None) -> None:
+    """The pruning trajectory: per run, the FLOPs left after each attempt (top) and the worst
+    task's accuracy against its reference (bottom), attempts outside the budget as crosses.
+    Why: where a run ended (budget, step cap) and how it got there, e.g. a run of steps that
+    each removed one cheap neuron behind a conv channel whose removal kept failing, is seen at
+    a glance and hard to read from the step log."""
+    plt = _plt()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for i, (label, points) in enumerate(series.items()):
+        color = f"C{i % 10}"
+        for inside, style in ((True, "o-"), (False, "x")):
+            pts = [p for p in points if p.inside is inside]
+            top.plot([p.step for p in pts], [100 * p.flops_fraction for p in pts], style,
+                     color=color, ms=3 if inside else 5, lw=1, label=label if inside else None)
+            marg = [(p.step, p.margin) for p in pts if p.margin is not None]
+            if marg:
+                bottom.plot(*zip(*marg), style, color=color, ms=3 if inside else 5, lw=1)
+    if budget is not None:
+        bottom.axhline(-float(budget), color="k", ls="--", lw=1, label=f"budget (-{budget} pt)")
+        bottom.legend(fontsize=8)
+    top.set_yscale("log")
+    top.set_ylabel("FLOPs left (% of start)")
+    top.set_title("Pruning trajectory (x: attempt outside the budget)")
+    top.legend(fontsize=7, ncol=2)
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("worst task vs reference (pt)")
+    bottom.set_xlabel("pruning step")
+    bottom.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def step_cap_hint(results: Sequence[MethodResult]) -> str | None:
+    """A line for the report when a run ended on max_prune_steps with every task inside the
+    budget: pruning stopped before the budget did, so a larger cap can only prune further."""
+    from pam_tf.prune.loop import REASONS
+
+    capped = [r.label for r in results
+              if r.prune.get("reason") == "max_steps"
+              or REASONS["max_steps"] in str(r.prune.get("message", ""))]
+    if not capped:
+        return None
+    return (f"- **Step cap**: {', '.join(capped)} stopped on `--max_prune_steps` with every "
+            "task inside the budget (not on the budget): a larger `--max_prune_steps` prunes "
+            "further, at the cost of time (`plots/pruning_trajectory.png`).")
+
+
 def _fmt(v, spec: str = ".3f", none: str = "–") -> str:
     return none if v is None else format(v, spec)
 
@@ -153,6 +238,10 @@ def write_plots(plots: str, results: Sequence[MethodResult]) -> bool:
                                     for c in combos] for r in results},
                   ylabel="host latency p50 (ms), whisker to p90",
                   title="LiteRT latency on this host per combination")
+    series = pruning_series(results)
+    if series:
+        plot_pruning(os.path.join(plots, "pruning_trajectory.png"), series,
+                     primary.prune.get("budget_points"))
     plot_groups(os.path.join(plots, "groups_per_layer.png"),
                 {f"{primary.label} merged (before pruning)": primary.plan_merged,
                  f"{primary.label} after pruning": primary.plan})
@@ -204,6 +293,9 @@ def _pruning_section(results: Sequence[MethodResult]) -> list[str]:
     reference = primary.prune.get("reference_accuracy", {})
     lines = ["", "## Pruning", ""]
     lines += [f"- **{r.label}**: {r.prune.get('summary', 'no pruning summary')}" for r in results]
+    hint = step_cap_hint(results)
+    if hint:
+        lines.append(hint)
     if reference:
         lines.append("- Reference (unpruned single-task nets, on the validation half of the "
                      "held-out split, which pruning decisions use): "
@@ -216,6 +308,8 @@ def _pruning_section(results: Sequence[MethodResult]) -> list[str]:
                            for g in primary.plan_merged.layers[l])
         after = ", ".join(f"{g.key.replace('.', '+')}: {g.width}" for g in primary.plan.layers[l])
         lines.append(f"| {name} | {before} | {after} |")
+    if pruning_series(results):
+        lines += ["", "![pruning trajectory](plots/pruning_trajectory.png)"]
     return lines + ["", "![groups](plots/groups_per_layer.png)"]
 
 

@@ -54,6 +54,7 @@ def test_end_to_end_writes_the_whole_output_folder(finished_run):
                  "prune_history.json", "tflite/manifest.json", "bench/results.jsonl",
                  "report.md", "plots/flops_per_combination.png", "plots/accuracy_per_task.png",
                  "plots/latency_per_combination.png", "plots/groups_per_layer.png",
+                 "plots/pruning_trajectory.png",
                  "baselines/b1/plan.json", "baselines/b1/tflite/manifest.json",
                  "baselines/b2/plan_merged.json", "baselines/b2/tflite/manifest.json"):
         assert os.path.exists(os.path.join(out, name)), name
