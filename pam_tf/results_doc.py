@@ -446,7 +446,7 @@ def targets_lines(results: list[dict]) -> list[str]:
     """The page's targets table (:mod:`pam_tf.targets`) on the results of its criterion: B1 set
     against each PAM variant as in the ablation rows (:func:`closest_b1`), B2 only where the
     variant ran B2 itself (B2 reads most settings PAM does, so no other variant stands in)."""
-    from pam_tf.targets import CRITERION, targets_section
+    from pam_tf.targets import CRITERION, targets_section, with_specialised
 
     def of_criterion(label: str) -> dict[str, dict[str, list[dict]]]:
         return {exp: v for (exp, c), v in by_variant(results, label).items() if c == CRITERION}
@@ -457,7 +457,10 @@ def targets_lines(results: list[dict]) -> list[str]:
         if baseline == "b1":
             return closest_b1(runs, mine)
         return name if name in mine else None
-    return targets_section(of_criterion(PRIMARY), bases, base_of)
+    pam, spec = of_criterion(PRIMARY), of_criterion(SPECIALISED)
+    specialised = {exp: with_specialised(v[""], spec[exp][""]) for exp, v in pam.items()
+                   if "" in v and "" in spec.get(exp, {})}
+    return targets_section(pam, bases, base_of, specialised)
 
 
 def ablation_section(key: tuple[str, str], variants: dict[str, list[dict]],
