@@ -249,6 +249,12 @@ class PruneSettings(_Section):
                                "failed on one expensive conv channel is retried with the cheap "
                                "neurons behind it, not with one (chain nets).",
                                absent_as=False)
+    retry_tabu: int = setting(0, "When a step's first attempt leaves the budget and a smaller "
+                              "retry passes, leave the failed attempt's neurons out of the "
+                              "next this many steps' rankings (0: the next step starts from "
+                              "them again), so a conv channel whose removal failed is tried "
+                              "again later, not at every step behind one cheap neuron.",
+                              lower=0, absent_as=0)
     step_recovery: int = setting(0, "Budget mode: when a pruning attempt leaves the budget, "
                                  "fine-tune the same network again (--finetune_steps more "
                                  "mini-batches) and re-judge it, up to this many times, before "

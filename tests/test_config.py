@@ -105,16 +105,16 @@ def test_finetune_scale_task_gives_a_merged_net_the_effort_of_its_tasks():
 
 
 def test_a_setting_at_its_absent_as_value_leaves_the_keys_of_older_run_folders_unchanged():
-    """lr_decay, step_recovery and retry_fill came after run folders existed: at 'none' / 0 /
-    False (what the code did before) neither the prune section's key nor the run identity
-    mentions them, so an older folder still resumes."""
+    """lr_decay, step_recovery, retry_fill and retry_tabu came after run folders existed: at
+    'none' / 0 / False (what the code did before) neither the prune section's key nor the run
+    identity mentions them, so an older folder still resumes."""
     import hashlib
     import json
 
     from pam_tf.config import PruneSettings, RunConfig
     from pam_tf.runfolder import identity
 
-    later = {"lr_decay": "cosine", "step_recovery": 2, "retry_fill": True}
+    later = {"lr_decay": "cosine", "step_recovery": 2, "retry_fill": True, "retry_tabu": 3}
     s = PruneSettings()
     before = {k: v for k, v in s.to_json().items() if k not in later}
     assert s.key_json() == before and set(later) <= set(s.to_json())

@@ -741,3 +741,48 @@ def test_a_final_fine_tune_that_leaves_the_budget_is_not_kept(setup, monkeypatch
     res = run(setup, reference_accuracy=ref, final_finetune_steps=FINAL_STEPS, max_prune_steps=1)
     assert "the final fine-tune left the budget" in res.message
     assert any(v.any() for v in res.weights.values()) and min(res.accuracy.values()) == 1.0
+
+
+def precious_conv(plan):
+    """(layer, model, neuron) of conv1's first neuron: the most expensive kind to remove."""
+    return (0, *plan.layers[0][0].sources[0])
+
+
+class PreciousFirstFlops(PreciousFirst):
+    """PreciousFirst for FLOPs-aware ranking (scores divided by cost): the precious neuron at
+    0, the others positive, so it still goes first."""
+
+    def to_positive(self, scores):
+        return {k: np.maximum(v, 0.0) for k, v in scores.items()}
+
+
+def test_retry_tabu_leaves_a_failed_conv_channel_out_of_the_next_steps(setup, monkeypatch,
+                                                                       tmp_path):
+    """A conv channel ranked first whose removal always fails: plain FLOPs-aware pruning tries
+    it first at every step and then retries with cheaper neurons (two attempts per step); with
+    retry_tabu=3 a failed try is followed by three steps without it, so fewer attempts fail,
+    the channel stays, and a resumed run ends the same."""
+    neuron = precious_conv(setup[0])
+    monkeypatch.setattr("pam_tf.prune.loop.evaluate", precious_evaluate_for(neuron))
+    args = dict(importance=PreciousFirstFlops(neuron), flops_aware=True, backtracks=2,
+                max_prune_steps=8, past_schedule=True)
+    ref = {t: 1.0 for t in setup[0].tasks}
+    plain = run(setup, reference_accuracy=ref, **{**BACKTRACK, **args})
+    tabu = run(setup, reference_accuracy=ref, retry_tabu=3, **{**BACKTRACK, **args})
+    failed = lambda r: [e["step"] for e in r.history if e["within_budget"] is False]
+    assert len(failed(tabu)) < len(failed(plain)), (attempts(plain), attempts(tabu))
+    first = [e["step"] for e in tabu.history if e["retry"] == 0 and not e["within_budget"]]
+    assert all(b - a > 3 for a, b in zip(first, first[1:])), attempts(tabu)
+    l, *src = neuron
+    assert any(s == tuple(src) for g in tabu.plan.layers[l] for s in g.sources)
+
+    def stop_after_a_retry(line):
+        if "retry 1" in line:
+            raise Interrupt(line)
+    with pytest.raises(Interrupt):
+        run(setup, reference_accuracy=ref, retry_tabu=3, checkpoint_dir=str(tmp_path),
+            progress=stop_after_a_retry, **{**BACKTRACK, **args})
+    assert json.loads((tmp_path / "state.json").read_text())["tabu"]
+    again = run(setup, reference_accuracy=ref, retry_tabu=3, checkpoint_dir=str(tmp_path),
+                **{**BACKTRACK, **args})
+    same_result(again, tabu)

@@ -15,7 +15,9 @@ One loop serves every plan (single-task, PAM-merged, no-merge, shared) and every
   returned with reason ``"unpruned_outside_budget"`` (no exception: it is a result). With
   ``backtracks`` > 0 a step that leaves the budget is first retried with smaller removals
   (:mod:`.backtrack`; ``retry_fill`` lets a FLOPs-aware retry take many cheap neurons where
-  the failed attempt took one expensive one); with ``step_recovery`` > 0 an attempt outside
+  the failed attempt took one expensive one; ``retry_tabu`` leaves a failed first attempt's
+  neurons out of the next steps' rankings once a smaller retry passed); with
+  ``step_recovery`` > 0 an attempt outside
   the budget is first fine-tuned again (up to that many more rounds) and judged anew: near the
   budget's edge one fine-tune's noise, not what was removed, often decides a step, and a big removal (a conv
   channel of a merged net, which every task reads) may need more recovery than a small one.
@@ -315,6 +317,7 @@ class _Run:
             return self._finish("exhausted", REASONS["exhausted"], self._returned_step(),
                                 st.plan, st.weights, last.accuracy)
         self.ranker.forget()
+        self.selector.protected = frozenset(st.protected) | st.tabu_at(nxt.step)
         keep, offered = self.selector.select(
             st.plan, self.ranker.rank(nxt.step, st.plan, st.weights), nxt.n_remove,
             nxt.flops_floor)
@@ -341,10 +344,15 @@ class _Run:
                                 last.accuracy)
         p, w = st.ok
         keep = None
+        self.selector.protected = frozenset(st.protected) | st.tabu_at(last.step)
         if last.retry < backtracks:
             keep = retry_keep(last, p, lambda: self.ranker.rank(last.step, p, w), self.selector,
                               fill=self.settings.retry_fill)
         if keep is not None:
+            if last.retry == 0 and self.settings.retry_tabu:
+                st.tabu = st.tabu + tuple(
+                    (*n, last.step, last.step + self.settings.retry_tabu)
+                    for n in sorted(_removed_sources(p, st.plan)))
             st.plan, st.weights = p, w
             self._attempt(last.step, last.retry + 1, keep, last.schedule_sparsity)
             return None

@@ -157,6 +157,14 @@ class RunState:
     #                                           neurons protected)
     protected: tuple[tuple[int, int, int], ...] = ()  # (layer, model, neuron) that must stay
     protections: int = 0                    # how many failed steps protected neurons
+    # (layer, model, neuron, from_step, until_step): left out of steps from_step+1..until_step
+    # (retry_tabu: the failed first attempt of a step that a smaller retry then passed)
+    tabu: tuple[tuple[int, int, int, int, int], ...] = ()
+
+    def tabu_at(self, step: int) -> frozenset[tuple[int, int, int]]:
+        """The neurons `tabu` leaves out of step `step`'s ranking."""
+        return frozenset((l, m, n) for l, m, n, since, until in self.tabu
+                         if since < step <= until)
 
     def add(self, attempt: Attempt, plan: Plan, weights: dict[str, np.ndarray]) -> None:
         """Make (plan, weights) after `attempt` the current state (and the last good one when it
@@ -242,7 +250,9 @@ class Checkpoints:
                     frozen=list(state.frozen),
                     frozen_at=list(state.frozen_at) if state.frozen_at else None,
                     protected=[list(p) for p in state.protected],
-                    protections=state.protections, status="running")
+                    protections=state.protections,
+                    **({"tabu": [list(t) for t in state.tabu]} if state.tabu else {}),
+                    status="running")
 
     def save_result(self, result: PruneResult) -> None:
         """The returned network under final/, then state.json marking the run done."""
@@ -279,6 +289,7 @@ class Checkpoints:
         if frozen_at == (step, retry):  # frozen after this failed attempt: go on from ok
             plan, weights = ok
         protected = tuple(tuple(int(v) for v in p) for p in saved.get("protected", ()))
+        tabu = tuple(tuple(int(v) for v in t) for t in saved.get("tabu", ()))
         return Resumed(state=RunState(plan, weights, history, step, ok_step, ok_retry, ok,
                                       tuple(saved.get("frozen", ())), frozen_at, protected,
-                                      int(saved.get("protections", 0))))
+                                      int(saved.get("protections", 0)), tabu))
